@@ -1,0 +1,74 @@
+//! The command line: argument definitions and dispatch. Each command lives in its own file.
+
+mod eval;
+mod score;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::model::Model;
+
+/// The shipped default model, embedded at build time from `models/sentiment-en.model`.
+pub static DEFAULT_MODEL: &[u8] = include_bytes!("../../models/sentiment-en.model");
+
+/// streamscore: score tweet sentiment, from files or Kafka streams.
+#[derive(Debug, Parser)]
+#[command(name = "streamscore", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a sentiment model from labeled JSON-lines files.
+    Train(train::TrainArgs),
+    /// Measure a model on a labeled JSON-lines file.
+    Eval(eval::EvalArgs),
+    /// Label tweets from a file or stdin, one JSON object per line out.
+    Score(score::ScoreArgs),
+}
+
+/// Parses the command line and runs the command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Score(a) => score::run(a),
+    }
+}
+
+/// Loads the model at `path`, or the embedded default model when there is none.
+pub fn load_model(path: Option<&Path>) -> anyhow::Result<Arc<Model>> {
+    use anyhow::Context;
+    let model = match path {
+        Some(p) => Model::load(p).with_context(|| format!("loading model {}", p.display()))?,
+        None => Model::from_bytes(DEFAULT_MODEL).context("loading the embedded default model")?,
+    };
+    Ok(Arc::new(model))
+}
+
+/// Entry point used by `main`: parse, run, and turn errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A path argument that must name an existing file.
+fn existing_file(s: &str) -> Result<PathBuf, String> {
+    let p = PathBuf::from(s);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!("no such file: {s}"))
+    }
+}

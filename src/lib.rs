@@ -1,0 +1,25 @@
+//! streamscore: a Kafka stream-scoring engine for tweet sentiment.
+//!
+//! # Layout
+//!
+//! - [`text`]: tweet-aware tokenization (and Hugging Face tokenizers as an alternative).
+//! - [`features`]: hashing tokens into unigram and bigram feature slots.
+//! - [`model`]: the immutable loaded classifier, its file format, and the atomic swap handle.
+//! - [`train`]: FTRL logistic regression + Platt calibration, from labeled files to a model.
+//! - [`dataset`]: reading labeled JSON-lines files.
+//! - [`evaluate`]: accuracy, macro-F1, confusion matrix, speed.
+//! - [`input`]: finding the text and id in a record (JSON shapes or plain text).
+//! - [`score`]: labeling JSON or plain lines as a stream (the `score` command's engine).
+//! - [`cli`]: the command line (`train`, `eval`, `score`).
+
+pub mod cli;
+pub mod dataset;
+pub mod evaluate;
+pub mod features;
+pub mod input;
+pub mod model;
+pub mod score;
+pub mod text;
+pub mod train;
+
+pub use model::{Label, Model, ModelHandle, Prediction};
