@@ -1,7 +1,7 @@
 //! Classification figures: confusion matrix, accuracy, per-class precision/recall, macro-F1.
 
 use crate::dataset::Example;
-use crate::model::{Label, Model};
+use crate::model::{Label, Model, Scratch};
 use serde::Serialize;
 use std::time::Instant;
 
@@ -101,7 +101,7 @@ pub struct Report {
 /// rate).
 pub fn evaluate(model: &Model, examples: &[Example]) -> Report {
     let mut confusion = Confusion::default();
-    let mut scratch = String::new();
+    let mut scratch = Scratch::default();
     for e in examples {
         confusion.add(e.label, model.score_with(&e.text, &mut scratch).label);
     }

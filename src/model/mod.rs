@@ -92,6 +92,14 @@ impl Prediction {
     }
 }
 
+/// Reusable buffers for scoring: the current token's text and the current text's feature
+/// slots. Keep one per thread to score without allocating.
+#[derive(Debug, Default, Clone)]
+pub struct Scratch {
+    token: String,
+    slots: Vec<u32>,
+}
+
 /// Everything a model is made of, before it is sealed into a [`Model`].
 #[derive(Debug, Clone)]
 pub struct ModelParts {
@@ -160,6 +168,16 @@ impl Model {
         &self.pipeline
     }
 
+    /// The feature hashing settings.
+    pub fn feature_settings(&self) -> &FeatureSettings {
+        self.hasher.settings()
+    }
+
+    /// The weight table, one weight per feature slot.
+    pub fn weights(&self) -> &[f32] {
+        &self.weights
+    }
+
     /// Size in bytes of the model's file encoding.
     pub fn file_size(&self) -> usize {
         self.bytes_len
@@ -172,35 +190,36 @@ impl Model {
 
     /// The raw linear score of `text` (positive means positive sentiment).
     #[inline]
-    pub fn margin(&self, text: &str, scratch: &mut String) -> f32 {
+    pub fn margin(&self, text: &str, scratch: &mut Scratch) -> f32 {
+        let scale =
+            self.hasher
+                .features_into(&self.pipeline, text, &mut scratch.token, &mut scratch.slots);
         let w = &self.weights;
-        let mut sum = 0f32;
-        let n = self
-            .hasher
-            .for_each_feature(&self.pipeline, text, scratch, |slot| {
-                // Slots are always below the table size (checked at load); `get` keeps a
-                // corrupt invariant from ever becoming a panic on the serving path.
-                sum += w.get(slot as usize).copied().unwrap_or(0.0);
-            });
-        self.bias + sum * self.hasher.scale(n)
+        // Slots are always below the table size (checked at load); `get` keeps a corrupt
+        // invariant from ever becoming a panic on the serving path.
+        let sum: f32 = scratch
+            .slots
+            .iter()
+            .map(|&slot| w.get(slot as usize).copied().unwrap_or(0.0))
+            .sum();
+        self.bias + sum * scale
     }
 
     /// Labels one text.
     pub fn score(&self, text: &str) -> Prediction {
-        let mut scratch = String::new();
-        self.score_with(text, &mut scratch)
+        self.score_with(text, &mut Scratch::default())
     }
 
-    /// Labels one text using a caller-owned scratch buffer (no allocation once warm).
+    /// Labels one text using caller-owned scratch space (no allocation once warm).
     #[inline]
-    pub fn score_with(&self, text: &str, scratch: &mut String) -> Prediction {
+    pub fn score_with(&self, text: &str, scratch: &mut Scratch) -> Prediction {
         let z = self.margin(text, scratch);
         Prediction::from_positive_probability(self.calibration.probability(z))
     }
 
     /// Labels a batch of texts, appending one prediction per text to `out` in order.
     pub fn score_batch_into<T: AsRef<str>>(&self, texts: &[T], out: &mut Vec<Prediction>) {
-        let mut scratch = String::with_capacity(64);
+        let mut scratch = Scratch::default();
         out.reserve(texts.len());
         out.extend(
             texts

@@ -54,8 +54,8 @@ fn save_load_round_trip_scores_identically() {
     for t in TEXTS {
         assert_eq!(model.score(t), loaded.score(t));
         assert_eq!(
-            model.margin(t, &mut String::new()).to_bits(),
-            loaded.margin(t, &mut String::new()).to_bits()
+            model.margin(t, &mut Scratch::default()).to_bits(),
+            loaded.margin(t, &mut Scratch::default()).to_bits()
         );
     }
     assert_eq!(

@@ -98,13 +98,6 @@ const EMOTICONS: &[(&str, &str)] = &[
     (":-|", "<neutralface>"),
 ];
 
-/// Words that open a negation scope (words ending in "n't" do too).
-const NEGATORS: &[&str] = &[
-    "not", "no", "never", "nothing", "nobody", "none", "nowhere", "neither", "nor", "cannot",
-    "cant", "dont", "wont", "didnt", "doesnt", "isnt", "arent", "wasnt", "werent", "hasnt",
-    "havent", "hadnt", "couldnt", "shouldnt", "wouldnt", "aint", "without",
-];
-
 /// The tweet tokenizer. Cheap to clone; holds only its settings.
 #[derive(Debug, Clone)]
 pub struct TweetTokenizer {
@@ -169,6 +162,14 @@ impl TweetTokenizer {
             let b = bytes[i];
             if b.is_ascii_whitespace() {
                 i += 1;
+                continue;
+            }
+            // Most tokens are plain words: skip the special-form checks for letters that cannot
+            // start a URL ("http", "www") or a face ("xD", "D:").
+            if b.is_ascii_alphanumeric()
+                && !matches!(b, b'h' | b'H' | b'w' | b'W' | b'x' | b'X' | b'D')
+            {
+                i = self.read_word(text, i, buf, &mut scope);
                 continue;
             }
             let rest = &bytes[i..];
@@ -277,20 +278,52 @@ impl TweetTokenizer {
         let mut run = 0u8;
         let mut elongated = false;
         let mut all_digits = true;
-        let mut end = start;
-        let mut chars = text[start..].char_indices().peekable();
-        while let Some((off, orig)) = chars.next() {
+        let bytes = text.as_bytes();
+        let char_at = |i: usize| -> Option<char> {
+            match bytes.get(i) {
+                Some(&b) if b < 0x80 => Some(b as char),
+                Some(_) => text.get(i..).and_then(|t| t.chars().next()),
+                None => None,
+            }
+        };
+        let mut i = start;
+        loop {
+            // Fast path: a run of ASCII letters and digits, byte by byte.
+            while let Some(&b) = bytes.get(i) {
+                if !b.is_ascii_alphanumeric() {
+                    break;
+                }
+                let c = if s.lowercase {
+                    b.to_ascii_lowercase()
+                } else {
+                    b
+                } as char;
+                all_digits &= b.is_ascii_digit();
+                if c == last {
+                    run = run.saturating_add(1);
+                } else {
+                    last = c;
+                    run = 1;
+                }
+                if s.max_repeat == 0 || run <= s.max_repeat {
+                    buf.push(c);
+                } else {
+                    elongated = true;
+                }
+                i += 1;
+            }
+            let Some(orig) = char_at(i) else { break };
+            let len = orig.len_utf8();
             let c = if orig == '\u{2019}' { '\'' } else { orig };
             if c == '\'' {
                 // An apostrophe belongs to the word only between two alphanumerics ("don't").
-                match chars.peek() {
-                    Some(&(_, n)) if n.is_alphanumeric() => {}
-                    _ => break,
+                if !char_at(i + len).is_some_and(char::is_alphanumeric) {
+                    break;
                 }
-            } else if !c.is_alphanumeric() {
+            } else if !(c.is_ascii_alphanumeric() || (!c.is_ascii() && c.is_alphanumeric())) {
                 break;
             }
-            end = start + off + orig.len_utf8();
+            i += len;
             all_digits &= c.is_ascii_digit();
             let mut push = |c: char| {
                 if c == last {
@@ -305,16 +338,19 @@ impl TweetTokenizer {
                     elongated = true;
                 }
             };
-            if s.lowercase && !c.is_lowercase() {
-                if c.is_ascii() {
-                    push(c.to_ascii_lowercase());
+            if c.is_ascii() {
+                push(if s.lowercase {
+                    c.to_ascii_lowercase()
                 } else {
-                    c.to_lowercase().for_each(&mut push);
-                }
+                    c
+                });
+            } else if s.lowercase && !c.is_lowercase() {
+                c.to_lowercase().for_each(&mut push);
             } else {
                 push(c);
             }
         }
+        let end = i;
         if s.numbers && all_digits {
             scope.symbol("<num>");
         } else {
@@ -329,7 +365,46 @@ impl TweetTokenizer {
 
 /// True when `w` opens a negation scope.
 fn is_negator(w: &str) -> bool {
-    w.ends_with("n't") || NEGATORS.contains(&w)
+    if w.ends_with("n't") {
+        return true;
+    }
+    // Cheap pre-check: every listed negator starts with one of these letters.
+    if !matches!(
+        w.as_bytes().first(),
+        Some(b'n' | b'c' | b'd' | b'w' | b'i' | b'a' | b'h' | b's')
+    ) {
+        return false;
+    }
+    matches!(
+        w,
+        "not"
+            | "no"
+            | "never"
+            | "nothing"
+            | "nobody"
+            | "none"
+            | "nowhere"
+            | "neither"
+            | "nor"
+            | "cannot"
+            | "cant"
+            | "dont"
+            | "wont"
+            | "didnt"
+            | "doesnt"
+            | "isnt"
+            | "arent"
+            | "wasnt"
+            | "werent"
+            | "hasnt"
+            | "havent"
+            | "hadnt"
+            | "couldnt"
+            | "shouldnt"
+            | "wouldnt"
+            | "aint"
+            | "without"
+    ) || w.ends_with("n't")
 }
 
 /// True for bytes that can appear in a Twitter handle.
@@ -346,6 +421,9 @@ fn is_invisible(c: char) -> bool {
 
 /// True when `rest` starts a URL (`http://`, `https://` or `www.`), case-insensitively.
 fn starts_url(rest: &[u8]) -> bool {
+    if !matches!(rest.first(), Some(b'h' | b'H' | b'w' | b'W')) {
+        return false;
+    }
     let starts = |p: &[u8]| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p);
     starts(b"http://") || starts(b"https://") || starts(b"www.")
 }
@@ -361,11 +439,12 @@ fn skip_non_space(bytes: &[u8], i: usize) -> usize {
 /// Matches an emoticon at the start of `rest`; it must not run into a letter or digit
 /// (so `:Day` and `XDR` are not faces).
 fn match_emoticon(rest: &[u8]) -> Option<(usize, &'static str)> {
-    if !matches!(
-        rest.first(),
-        Some(b':' | b';' | b'=' | b'<' | b'&' | b'(' | b')' | b'^' | b'x' | b'X' | b'D')
-    ) {
-        return None;
+    match rest.first() {
+        Some(b':' | b';' | b'=' | b'<' | b'&' | b'(' | b')' | b'^') => {}
+        // Faces that start with a letter ("xD", "D:") need a non-letter right after it.
+        Some(b'x' | b'X') if rest.get(1) == Some(&b'D') => {}
+        Some(b'D') if rest.get(1) == Some(&b':') => {}
+        _ => return None,
     }
     EMOTICONS.iter().find_map(|&(face, class)| {
         let f = face.as_bytes();
@@ -452,6 +531,7 @@ mod tests {
         );
         assert_eq!(toks("not good. good"), ["not", "good_NEG", "good"]);
         assert_eq!(toks("never ever"), ["never", "ever_NEG"]);
+        assert_eq!(toks("you mustn't go"), ["you", "mustn't", "go_NEG"]);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use crate::dataset::{Dataset, Example};
 use crate::evaluate::{evaluate, Report};
 use crate::features::{FeatureHasher, FeatureSettings};
 use crate::model::{
-    Calibration, Evaluation, Label, Metadata, Model, ModelFileError, ModelParts, TrainingFile,
+    Calibration, Evaluation, Label, Metadata, Model, ModelFileError, ModelParts, Scratch,
+    TrainingFile,
 };
 use crate::text::{HfTokenizerError, Pipeline, PipelineSpec, TweetSettings};
 use chrono::{DateTime, Utc};
@@ -287,7 +288,7 @@ pub fn train(
     let held: Vec<Example> = held.iter().map(|(e, _)| (*e).clone()).collect();
     if !held.is_empty() {
         let (raw, _) = Model::from_parts(&parts)?;
-        let mut scratch = String::new();
+        let mut scratch = Scratch::default();
         let margins: Vec<f32> = held
             .iter()
             .map(|e| raw.margin(&e.text, &mut scratch))

@@ -1,0 +1,243 @@
+//! The commands exercised as a user runs them: the real binary, spawned.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_streamscore"))
+}
+
+fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn streamscore");
+    // The process may exit (for example on a bad model) before reading its input.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each output line is JSON"))
+        .collect()
+}
+
+/// A labeled fixture with an obvious signal, written by the test.
+fn write_fixture(path: &Path, n: usize) {
+    let pos = [
+        "love this",
+        "so happy today",
+        "great game",
+        "awesome news",
+        "best day",
+    ];
+    let neg = [
+        "hate this",
+        "so sad today",
+        "awful game",
+        "terrible news",
+        "worst day",
+    ];
+    let mut f = std::fs::File::create(path).unwrap();
+    for i in 0..n {
+        let (text, label) = if i % 2 == 0 {
+            (format!("{} {}", pos[i / 2 % 5], i % 7), "POSITIVE")
+        } else {
+            (format!("{} {}", neg[i / 2 % 5], i % 7), "NEGATIVE")
+        };
+        writeln!(f, "{}", serde_json::json!({"text": text, "label": label})).unwrap();
+    }
+}
+
+#[test]
+fn score_streams_json_and_plain_lines_with_errors_per_line() {
+    let input = concat!(
+        "{\"id\": \"1\", \"text\": \"I love this, best day ever :)\"}\n",
+        "this is awful, I hate it\n",
+        "{broken json\n",
+        "\n",
+        "{\"data\": {\"id\": \"42\", \"text\": \"so happy for you!!\"}}\n",
+        "{\"text\": \"\"}\n",
+    );
+    let out = run_with_stdin(&["score"], input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = lines(&out);
+    assert_eq!(
+        v.len(),
+        5,
+        "blank lines produce nothing, every other line one object"
+    );
+    assert_eq!(v[0]["id"], "1");
+    assert_eq!(v[0]["prediction"], "POSITIVE");
+    assert!(v[0]["probability"].as_f64().unwrap() >= 0.5);
+    assert!(v[0]["model"]["version"].as_str().unwrap().len() == 12);
+    assert_eq!(v[1]["prediction"], "NEGATIVE");
+    assert!(v[1].get("id").is_none());
+    assert_eq!(v[2]["reason"], "invalid_json");
+    assert_eq!(v[2]["line"], 3);
+    assert_eq!(v[3]["id"], "42");
+    assert_eq!(v[4]["reason"], "empty_text");
+}
+
+#[test]
+fn score_reads_a_file_and_handles_a_closed_pipe_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.txt");
+    std::fs::write(&p, "great\nterrible\n").unwrap();
+    let out = bin()
+        .args(["score", "--format", "text"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v = lines(&out);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[0]["prediction"], "POSITIVE");
+    assert_eq!(v[1]["prediction"], "NEGATIVE");
+}
+
+#[test]
+fn train_then_eval_then_score_with_the_trained_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = dir.path().join("train.jsonl");
+    let dev = dir.path().join("dev.jsonl");
+    let model = dir.path().join("m.model");
+    write_fixture(&train, 600);
+    write_fixture(&dev, 100);
+    let out = bin()
+        .args(["train", "--train"])
+        .arg(&train)
+        .arg("--dev")
+        .arg(&dev)
+        .arg("--out")
+        .arg(&model)
+        .args(["--seed", "3", "--bits", "16"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("dev:") && stdout.contains("accuracy"),
+        "{stdout}"
+    );
+
+    let out = bin()
+        .args(["eval", "--json", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&dev)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["accuracy"].as_f64().unwrap() > 0.95, "{v}");
+    assert!(v["macro_f1"].as_f64().unwrap() > 0.95, "{v}");
+    assert!(v["tweets_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        v["confusion"]["counts"][0][0].as_u64().unwrap()
+            + v["confusion"]["counts"][1][1].as_u64().unwrap()
+            + v["confusion"]["counts"][0][1].as_u64().unwrap()
+            + v["confusion"]["counts"][1][0].as_u64().unwrap(),
+        100
+    );
+
+    let out = bin()
+        .args(["eval", "--model"])
+        .arg(&model)
+        .arg("--data")
+        .arg(&dev)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("macro-F1") && text.contains("confusion") && text.contains("tweets/s"),
+        "{text}"
+    );
+
+    let out = run_with_stdin(
+        &["score", "--model", model.to_str().unwrap()],
+        "awful news\n",
+    );
+    assert_eq!(lines(&out)[0]["prediction"], "NEGATIVE");
+}
+
+#[test]
+fn corrupt_model_is_refused_with_a_named_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/sentiment-en.model"
+    ))
+    .unwrap();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("truncated", good[..good.len() / 3].to_vec(), "truncated"),
+        (
+            "flipped",
+            {
+                let mut b = good.clone();
+                b[good.len() / 2] ^= 1;
+                b
+            },
+            "checksum",
+        ),
+        (
+            "other",
+            b"{\"json\": true}".to_vec(),
+            "not a streamscore model",
+        ),
+    ];
+    for (name, bytes, expect) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = run_with_stdin(&["score", "--model", p.to_str().unwrap()], "hello\n");
+        assert!(!out.status.success(), "{name} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{name}: {err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn bad_training_data_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &p,
+        "{\"text\": \"ok\", \"label\": \"POSITIVE\"}\nnot json\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["train", "--train"])
+        .arg(&p)
+        .arg("--out")
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl:2"), "{err}");
+    assert!(!dir.path().join("m").exists());
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in ["train", "eval", "score"] {
+        let out = bin().args([cmd, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
+    }
+}
