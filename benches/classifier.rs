@@ -20,7 +20,7 @@ fn texts() -> Vec<String> {
         Some(PathBuf::from(
             "../shared/data/tweeteval_sentiment_val_binary.jsonl",
         )),
-        Some(PathBuf::from("samples/labeled.jsonl")),
+        Some(PathBuf::from("samples/tweets.jsonl")),
     ];
     for p in candidates.into_iter().flatten() {
         if let Ok(d) = Dataset::read(&p) {

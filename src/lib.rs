@@ -13,12 +13,14 @@
 //! - [`cli`]: the command line (`train`, `eval`, `score`).
 
 pub mod cli;
+pub mod config;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
 pub mod input;
 pub mod model;
 pub mod score;
+pub mod stream;
 pub mod text;
 pub mod train;
 

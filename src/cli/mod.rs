@@ -1,13 +1,14 @@
 //! The command line: argument definitions and dispatch. Each command lives in its own file.
 
 mod eval;
+mod run;
 mod score;
+mod topics;
 mod train;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use crate::model::Model;
 
@@ -30,6 +31,10 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Label tweets from a file or stdin, one JSON object per line out.
     Score(score::ScoreArgs),
+    /// Run the streaming daemon: Kafka in, labels out.
+    Run(run::RunArgs),
+    /// Create Kafka topics (for local setups and scripts).
+    Topics(topics::TopicsArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -38,17 +43,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Score(a) => score::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Topics(a) => topics::run(a),
     }
 }
 
 /// Loads the model at `path`, or the embedded default model when there is none.
-pub fn load_model(path: Option<&Path>) -> anyhow::Result<Arc<Model>> {
+pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     use anyhow::Context;
     let model = match path {
         Some(p) => Model::load(p).with_context(|| format!("loading model {}", p.display()))?,
         None => Model::from_bytes(DEFAULT_MODEL).context("loading the embedded default model")?,
     };
-    Ok(Arc::new(model))
+    Ok(model)
 }
 
 /// Entry point used by `main`: parse, run, and turn errors into a message and exit code 1.

@@ -238,28 +238,29 @@ impl Model {
 
 /// The current model of a deployment, replaceable while other threads score.
 ///
-/// `current()` is lock-free and returns an `Arc<Model>`: a batch scores entirely with the model
-/// it started with, and a swap never blocks scorers.
+/// `current()` is lock-free and returns an `Arc`: a batch scores entirely with the model it
+/// started with, and a swap never blocks scorers. `T` is [`Model`] or a wrapper that carries
+/// the model's identity alongside it.
 #[derive(Debug)]
-pub struct ModelHandle {
-    current: ArcSwap<Model>,
+pub struct ModelHandle<T = Model> {
+    current: ArcSwap<T>,
 }
 
-impl ModelHandle {
+impl<T> ModelHandle<T> {
     /// A handle serving `model`.
-    pub fn new(model: Arc<Model>) -> Self {
+    pub fn new(model: Arc<T>) -> Self {
         ModelHandle {
             current: ArcSwap::new(model),
         }
     }
 
     /// The model serving now.
-    pub fn current(&self) -> Arc<Model> {
+    pub fn current(&self) -> Arc<T> {
         self.current.load_full()
     }
 
     /// Replaces the serving model; returns the one it replaced.
-    pub fn swap(&self, model: Arc<Model>) -> Arc<Model> {
+    pub fn swap(&self, model: Arc<T>) -> Arc<T> {
         self.current.swap(model)
     }
 }

@@ -1,0 +1,105 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env(vars: &[(&str, &str)]) -> Environment {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Environment::with_prefix("STREAMSCORE")
+        .prefix_separator("__")
+        .separator("__")
+        .source(Some(map))
+}
+
+fn load_toml(toml: &str) -> Result<Settings, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(&p, toml).unwrap();
+    Settings::load_with_env(Some(&p), env(&[]))
+}
+
+const GOOD: &str = r#"
+[[deployments]]
+name = "tweets"
+[deployments.input]
+bootstrap_servers = "127.0.0.1:9092"
+topic = "in"
+[deployments.output]
+topic = "out"
+"#;
+
+#[test]
+fn defaults_load_and_a_file_adds_deployments() {
+    let s = Settings::load_with_env(None, env(&[])).unwrap();
+    assert_eq!(s.log.level, "info");
+    assert!(s.deployments.is_empty());
+    let s = load_toml(GOOD).unwrap();
+    let d = &s.deployments[0];
+    assert_eq!(d.dlq_topic(), "out.dlq");
+    assert_eq!(d.group_id(), "streamscore-tweets");
+    assert_eq!(d.batch, BatchConfig::default());
+    assert_eq!(d.input.format, crate::input::InputFormat::Json);
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let s = Settings::load_with_env(
+        None,
+        env(&[
+            ("STREAMSCORE__LOG__LEVEL", "debug"),
+            ("STREAMSCORE__SHUTDOWN__DRAIN_TIMEOUT_MS", "5000"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.log.level, "debug");
+    assert_eq!(s.shutdown.drain_timeout_ms, 5000);
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = load_toml(&format!("{GOOD}\nworkerz = 3\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("workerz"), "{err}");
+    let err = load_toml("[log]\nlevle = \"x\"\n").unwrap_err().to_string();
+    assert!(err.contains("levle"), "{err}");
+}
+
+#[test]
+fn bad_type_is_named() {
+    let err = load_toml(&GOOD.replace(
+        "topic = \"in\"",
+        "topic = \"in\"\nmax_record_bytes = \"lots\"",
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("max_record_bytes"), "{err}");
+    let err = Settings::load_with_env(
+        None,
+        env(&[("STREAMSCORE__SHUTDOWN__DRAIN_TIMEOUT_MS", "soon")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("drain_timeout_ms"), "{err}");
+}
+
+#[test]
+fn missing_or_bad_values_are_named() {
+    let err = load_toml(&GOOD.replace("topic = \"out\"", ""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("topic"), "{err}");
+    let err = load_toml(&GOOD.replace("topic = \"in\"", "topic = \"\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("deployments[0].input.topic"), "{err}");
+    let err = load_toml(&format!(
+        "{GOOD}\n[deployments.kafka]\n\"enable.auto.offset.store\" = \"true\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("enable.auto.offset.store"), "{err}");
+    let err = load_toml(&format!("{GOOD}{GOOD}")).unwrap_err().to_string();
+    assert!(err.contains("duplicate"), "{err}");
+}
