@@ -1,0 +1,354 @@
+//! Test harness: a real tansu broker per test, topic helpers, a daemon process, output readers.
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The tansu binary: `$TANSU_BIN`, else installed by `scripts/kafka-local.sh path`.
+fn tansu_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return p.into();
+    }
+    let out = Command::new("bash")
+        .arg(Path::new(ROOT).join("scripts/kafka-local.sh"))
+        .arg("path")
+        .output()
+        .expect("run scripts/kafka-local.sh path");
+    assert!(
+        out.status.success(),
+        "cannot install tansu: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A tansu broker on a free loopback port, killed (and waited for) on drop.
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{addr}");
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker { child, addr }
+    }
+
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .create()
+            .unwrap();
+        let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let r = admin
+            .create_topics(&[t], &AdminOptions::new())
+            .await
+            .unwrap();
+        r[0].as_ref()
+            .unwrap_or_else(|e| panic!("create {name}: {e:?}"));
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .create()
+            .unwrap()
+    }
+
+    /// Produces `(key, value)` records, waiting for every delivery.
+    pub async fn produce(&self, topic: &str, records: &[(String, Vec<u8>)]) {
+        let p = self.producer();
+        for chunk in records.chunks(2000) {
+            let sends = chunk.iter().map(|(k, v)| {
+                let p = p.clone();
+                async move {
+                    p.send(
+                        FutureRecord::to(topic).key(k).payload(v),
+                        Duration::from_secs(30),
+                    )
+                    .await
+                    .map_err(|(e, _)| e)
+                    .expect("test produce");
+                }
+            });
+            futures::future::join_all(sends).await;
+        }
+    }
+
+    /// Reads every record of `topic` from the beginning (no consumer group), stopping once
+    /// `expect` records arrived and nothing more came for `settle`, or at `timeout`.
+    pub fn read_all(
+        &self,
+        topic: &str,
+        partitions: i32,
+        expect: usize,
+        settle: Duration,
+        timeout: Duration,
+    ) -> Vec<Record> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", "streamscore-test-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let start = Instant::now();
+        let mut last = Instant::now();
+        loop {
+            match c.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    out.push(Record::from(&m));
+                    last = Instant::now();
+                }
+                Some(Err(e)) => eprintln!("reader: {e}"),
+                None => {}
+            }
+            if out.len() >= expect && last.elapsed() >= settle {
+                break;
+            }
+            if start.elapsed() > timeout {
+                break;
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A record read back, owned.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Record {
+    fn from(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| {
+                        (
+                            x.key.to_owned(),
+                            String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Record {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.value).expect("output is JSON")
+    }
+
+    /// `(source partition, source offset)` from the headers.
+    pub fn source(&self) -> (i32, i64) {
+        (
+            self.headers["streamscore.source.partition"]
+                .parse()
+                .unwrap(),
+            self.headers["streamscore.source.offset"].parse().unwrap(),
+        )
+    }
+}
+
+/// A running `streamscore run` process; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+pub struct DaemonArgs<'a> {
+    pub brokers: &'a str,
+    pub input: &'a str,
+    pub output: &'a str,
+    pub name: &'a str,
+    pub group: &'a str,
+    pub workers: usize,
+    pub log_dir: &'a Path,
+}
+
+impl Daemon {
+    pub fn start(a: &DaemonArgs<'_>) -> Daemon {
+        let log = a.log_dir.join(format!("{}-{}.log", a.name, next_id()));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_streamscore"))
+            .args([
+                "run",
+                "--brokers",
+                a.brokers,
+                "--input-topic",
+                a.input,
+                "--output-topic",
+                a.output,
+            ])
+            .args([
+                "--name",
+                a.name,
+                "--group",
+                a.group,
+                "--workers",
+                &a.workers.to_string(),
+            ])
+            .args([
+                "--kafka",
+                "session.timeout.ms=6000",
+                "--kafka",
+                "heartbeat.interval.ms=500",
+            ])
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env_remove("STREAMSCORE_MODEL")
+            .stdout(Stdio::null())
+            .stderr(f)
+            .spawn()
+            .expect("start streamscore run");
+        Daemon { child, log }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code (None when killed by a signal).
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "streamscore did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Tweets with ids as keys: varied texts from the repository's samples.
+pub fn tweets(n: usize) -> Vec<(String, Vec<u8>)> {
+    let samples: Vec<String> =
+        std::fs::read_to_string(Path::new(ROOT).join("samples/tweets.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+    (0..n)
+        .map(|i| {
+            let id = format!("t{i}");
+            let text = format!("{} #{}", samples[i % samples.len()], i % 97);
+            (
+                id.clone(),
+                serde_json::json!({"id": id, "text": text})
+                    .to_string()
+                    .into_bytes(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until `cond` holds, polling; after `timeout` panics with what `context` says (e.g.
+/// the daemon's log).
+pub fn wait_until(timeout: Duration, context: impl Fn() -> String, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out; context:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,361 @@
+//! The data plane against a real Kafka-protocol broker (tansu): delivery, dead letters, crashes,
+//! graceful stops and scale-out. One broker per test, on a free port.
+
+mod harness;
+
+use harness::{tweets, wait_until, Broker, Daemon, DaemonArgs, Record};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+const PARTITIONS: i32 = 4;
+const N: usize = 20_000;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A broker with `in`, `out` and `out.dlq` topics of 4 partitions.
+fn setup() -> (Broker, tokio::runtime::Runtime) {
+    let broker = Broker::start();
+    let rt = rt();
+    rt.block_on(async {
+        for t in ["in", "out", "out.dlq"] {
+            broker.create_topic(t, PARTITIONS).await;
+        }
+    });
+    (broker, rt)
+}
+
+fn args<'a>(broker: &'a Broker, name: &'a str, dir: &'a std::path::Path) -> DaemonArgs<'a> {
+    DaemonArgs {
+        brokers: &broker.addr,
+        input: "in",
+        output: "out",
+        name,
+        group: "streamscore-test",
+        workers: 2,
+        log_dir: dir,
+    }
+}
+
+/// Input offsets of every good record, by reading the input topic back.
+fn input_offsets(broker: &Broker, expect: usize) -> HashMap<(i32, i64), Record> {
+    broker
+        .read_all(
+            "in",
+            PARTITIONS,
+            expect,
+            Duration::from_millis(500),
+            Duration::from_secs(60),
+        )
+        .into_iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect()
+}
+
+/// Outputs keyed by their source `(partition, offset)`, with how many times each appeared.
+fn outputs_by_source(records: &[Record]) -> BTreeMap<(i32, i64), usize> {
+    let mut m = BTreeMap::new();
+    for r in records {
+        *m.entry(r.source()).or_insert(0) += 1;
+    }
+    m
+}
+
+fn wait_for_outputs(broker: &Broker, at_least: usize, daemon: &Daemon) {
+    let start = std::time::Instant::now();
+    loop {
+        let seen = broker
+            .read_all(
+                "out",
+                PARTITIONS,
+                at_least,
+                Duration::ZERO,
+                Duration::from_secs(5),
+            )
+            .len();
+        if seen >= at_least {
+            return;
+        }
+        let log = daemon.log_text();
+        assert!(
+            !log.contains("panicked") && start.elapsed() < Duration::from_secs(120),
+            "{seen} of {at_least} outputs; daemon log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn every_good_record_scored_once_and_poison_dead_lettered() {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let good = tweets(N);
+    // Six kinds of poison, ten of each, spread over the partitions by key.
+    let big = format!("{{\"text\": \"{}\"}}", "a".repeat(600 * 1024)).into_bytes();
+    let kinds: [(&str, Vec<u8>); 6] = [
+        ("not_utf8", vec![0xff, 0xfe, 0x00, 0x9f]),
+        ("invalid_json", b"{\"text\": ".to_vec()),
+        ("invalid_json", b"[\"an array\"]".to_vec()),
+        ("missing_text", b"{\"body\": \"no text field\"}".to_vec()),
+        ("empty_text", b"{\"text\": \"   \"}".to_vec()),
+        ("too_large", big),
+    ];
+    let mut poison = Vec::new();
+    for (k, (reason, bytes)) in kinds.iter().enumerate() {
+        for i in 0..10 {
+            poison.push((format!("poison-{k}-{i}"), bytes.clone(), *reason));
+        }
+    }
+    rt.block_on(async {
+        broker.produce("in", &good[..N / 2]).await;
+        let p: Vec<(String, Vec<u8>)> = poison
+            .iter()
+            .map(|(k, v, _)| (k.clone(), v.clone()))
+            .collect();
+        broker.produce("in", &p).await;
+        broker.produce("in", &good[N / 2..]).await;
+    });
+    let inputs = input_offsets(&broker, N + poison.len());
+    assert_eq!(inputs.len(), N + poison.len());
+
+    let mut daemon = Daemon::start(&args(&broker, "a", dir.path()));
+    wait_for_outputs(&broker, N, &daemon);
+    let out = broker.read_all(
+        "out",
+        PARTITIONS,
+        N,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    );
+    let dlq = broker.read_all(
+        "out.dlq",
+        PARTITIONS,
+        poison.len(),
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    );
+    daemon.signal("-TERM");
+    assert_eq!(
+        daemon.wait(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log_text()
+    );
+
+    // Exactly one output per good input offset, keys kept.
+    let by_source = outputs_by_source(&out);
+    assert_eq!(out.len(), N, "one output per good input");
+    assert!(by_source.values().all(|&n| n == 1), "no duplicates");
+    for r in &out {
+        let input = &inputs[&r.source()];
+        assert_eq!(r.key, input.key, "key kept");
+        let v = r.json();
+        let id = String::from_utf8(input.key.clone().unwrap()).unwrap();
+        assert_eq!(v["id"], id.as_str());
+        assert!(matches!(
+            v["prediction"].as_str(),
+            Some("POSITIVE" | "NEGATIVE")
+        ));
+        assert_eq!(
+            r.headers["streamscore.model.version"],
+            v["model"]["version"].as_str().unwrap()
+        );
+    }
+    // Per source partition, outputs appear in input order within each output partition.
+    let mut last: HashMap<(i32, i32), i64> = HashMap::new();
+    let mut sorted = out.clone();
+    sorted.sort_by_key(|r| (r.partition, r.offset));
+    for r in &sorted {
+        let (sp, so) = r.source();
+        let prev = last.insert((r.partition, sp), so);
+        assert!(
+            prev.is_none_or(|p| p < so),
+            "order broken in output partition {} for source partition {sp}",
+            r.partition
+        );
+    }
+    // Every poison record in the dead-letter topic with its reason and original bytes.
+    assert_eq!(dlq.len(), poison.len());
+    let expected: HashMap<String, (&Vec<u8>, &str)> = poison
+        .iter()
+        .map(|(k, v, r)| (k.clone(), (v, *r)))
+        .collect();
+    for r in &dlq {
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let (bytes, reason) = expected[&key];
+        assert_eq!(&r.value, bytes, "original bytes kept for {key}");
+        assert_eq!(
+            r.headers["streamscore.error.reason"], reason,
+            "reason for {key}"
+        );
+        assert_eq!(r.headers["streamscore.source.topic"], "in");
+        assert!(inputs.contains_key(&r.source()));
+    }
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_loses_nothing() {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(broker.produce("in", &tweets(N)));
+    let inputs = input_offsets(&broker, N);
+
+    let mut first = Daemon::start(&args(&broker, "a", dir.path()));
+    wait_for_outputs(&broker, N / 10, &first);
+    first.signal("-KILL");
+    assert_eq!(
+        first.wait(Duration::from_secs(10)),
+        None,
+        "killed by a signal"
+    );
+
+    let mut second = Daemon::start(&args(&broker, "a", dir.path()));
+    wait_until(
+        Duration::from_secs(120),
+        || second.log_text(),
+        || {
+            let out = broker.read_all("out", PARTITIONS, N, Duration::ZERO, Duration::from_secs(5));
+            let by_source = outputs_by_source(&out);
+            inputs.keys().all(|k| by_source.contains_key(k))
+        },
+    );
+    second.signal("-TERM");
+    assert_eq!(second.wait(Duration::from_secs(30)), Some(0));
+    let out = broker.read_all(
+        "out",
+        PARTITIONS,
+        N,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    let by_source = outputs_by_source(&out);
+    let missing = inputs.keys().filter(|k| !by_source.contains_key(k)).count();
+    let duplicates: usize = by_source.values().map(|n| n - 1).sum();
+    eprintln!(
+        "kill -9: {} outputs for {N} inputs, {duplicates} duplicates, {missing} missing",
+        out.len()
+    );
+    assert_eq!(missing, 0);
+}
+
+#[test]
+fn sigterm_mid_stream_then_restart_is_exactly_once() {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(broker.produce("in", &tweets(N)));
+    let inputs = input_offsets(&broker, N);
+
+    let mut first = Daemon::start(&args(&broker, "a", dir.path()));
+    wait_for_outputs(&broker, N / 10, &first);
+    first.signal("-TERM");
+    assert_eq!(
+        first.wait(Duration::from_secs(30)),
+        Some(0),
+        "clean exit within 30 s:\n{}",
+        first.log_text()
+    );
+    assert!(
+        first.log_text().contains("offsets committed"),
+        "{}",
+        first.log_text()
+    );
+
+    let mut second = Daemon::start(&args(&broker, "a", dir.path()));
+    wait_for_outputs(&broker, N, &second);
+    second.signal("-TERM");
+    assert_eq!(second.wait(Duration::from_secs(30)), Some(0));
+    let out = broker.read_all(
+        "out",
+        PARTITIONS,
+        N,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    let by_source = outputs_by_source(&out);
+    let missing = inputs.keys().filter(|k| !by_source.contains_key(k)).count();
+    let duplicates: usize = by_source.values().map(|n| n - 1).sum();
+    assert_eq!((missing, duplicates), (0, 0), "{} outputs", out.len());
+}
+
+#[test]
+fn two_instances_share_partitions_and_one_takes_over() {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let all = tweets(N);
+    rt.block_on(broker.produce("in", &all[..N / 2]));
+
+    let a_args = DaemonArgs {
+        workers: 1,
+        ..args(&broker, "a", dir.path())
+    };
+    let b_args = DaemonArgs {
+        workers: 1,
+        ..args(&broker, "b", dir.path())
+    };
+    let mut a = Daemon::start(&a_args);
+    let mut b = Daemon::start(&b_args);
+    wait_for_outputs(&broker, N / 2, &a);
+    // Both instances own partitions: each scored some records.
+    let out = broker.read_all(
+        "out",
+        PARTITIONS,
+        N / 2,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    let by_instance: HashSet<String> = out
+        .iter()
+        .map(|r| r.json()["deployment"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        by_instance,
+        HashSet::from(["a".to_string(), "b".to_string()]),
+        "a:\n{}\nb:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+
+    // Stop one; the other takes over the rest of the stream.
+    a.signal("-TERM");
+    assert_eq!(a.wait(Duration::from_secs(30)), Some(0));
+    rt.block_on(broker.produce("in", &all[N / 2..]));
+    let inputs = input_offsets(&broker, N);
+    wait_until(
+        Duration::from_secs(120),
+        || b.log_text(),
+        || {
+            let out = broker.read_all("out", PARTITIONS, N, Duration::ZERO, Duration::from_secs(5));
+            let s = outputs_by_source(&out);
+            inputs.keys().all(|k| s.contains_key(k))
+        },
+    );
+    b.signal("-TERM");
+    assert_eq!(b.wait(Duration::from_secs(30)), Some(0));
+    let out = broker.read_all(
+        "out",
+        PARTITIONS,
+        N,
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    );
+    let b_partitions: HashSet<i32> = out
+        .iter()
+        .filter(|r| r.json()["deployment"] == "b")
+        .map(|r| r.source().0)
+        .collect();
+    assert_eq!(
+        b_partitions.len(),
+        PARTITIONS as usize,
+        "b took over every partition"
+    );
+    let by_source = outputs_by_source(&out);
+    assert_eq!(
+        inputs.keys().filter(|k| !by_source.contains_key(k)).count(),
+        0
+    );
+}
