@@ -241,3 +241,49 @@ fn every_command_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
 }
+
+#[test]
+fn run_refuses_bad_configuration_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "[[deployments]]\nname = \"d\"\n[deployments.input]\nbootstrap_servers = \"127.0.0.1:1\"\ntopic = \"in\"\n[deployments.output]\ntopic = \"out\"\n";
+    let cases = [
+        (
+            "unknown",
+            format!("{base}\n[deployments.batch]\nmax_recordz = 5\n"),
+            "max_recordz",
+        ),
+        (
+            "badtype",
+            format!("{base}\n[deployments.batch]\nmax_records = \"many\"\n"),
+            "max_records",
+        ),
+        ("notopic", base.replace("topic = \"in\"\n", ""), "topic"),
+        (
+            "emptytopic",
+            base.replace("topic = \"in\"", "topic = \"\""),
+            "deployments[0].input.topic",
+        ),
+        (
+            "range",
+            format!("{base}\n[deployments.batch]\nmax_records = 0\n"),
+            "deployments[0].batch.max_records",
+        ),
+    ];
+    for (name, toml, key) in cases {
+        let p = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&p, toml).unwrap();
+        let out = bin().args(["run", "--config"]).arg(&p).output().unwrap();
+        assert!(!out.status.success(), "{name} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{name}: {err}");
+    }
+    let out = bin()
+        .args(["run"])
+        .env("STREAMSCORE__LOG__FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("format"));
+    let out = bin().args(["run", "--input-topic", "in"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--output-topic"));
+}

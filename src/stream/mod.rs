@@ -84,6 +84,11 @@ pub async fn run_deployment(
         };
         set.spawn(w.run());
     }
+    let progress = tokio::spawn(progress_task(
+        config.name.clone(),
+        stats.clone(),
+        handles.stop.clone(),
+    ));
     let mut result = Ok(());
     while let Some(joined) = set.join_next().await {
         let r = joined
@@ -95,11 +100,31 @@ pub async fn run_deployment(
             result = Err(e);
         }
     }
+    progress.abort();
     // Everything delivered was awaited by the workers; flush anything still queued.
     let flushing = producer.clone();
     let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
     info!(deployment = %config.name, stats = ?stats.snapshot(), "deployment stopped");
     result
+}
+
+/// Logs the deployment's counters every 10 seconds while they move.
+async fn progress_task(name: String, stats: Arc<Stats>, stop: CancellationToken) {
+    let mut last = stats.snapshot();
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = stats.snapshot();
+        if now != last {
+            info!(deployment = %name, consumed = now.consumed, scored = now.scored,
+                  dead_lettered = now.dead_lettered, delivery_retries = now.delivery_retries, "progress");
+            last = now;
+        }
+    }
 }
 
 /// Logs an event at most once per interval, reporting how often it happened meanwhile.

@@ -117,7 +117,9 @@ impl Broker {
     }
 
     /// Reads every record of `topic` from the beginning (no consumer group), stopping once
-    /// `expect` records arrived and nothing more came for `settle`, or at `timeout`.
+    /// `expect` records arrived and nothing more came for `settle`, or at `timeout`. (tansu's
+    /// high watermarks are approximate, so "everything" means "until the topic goes quiet":
+    /// with duplicates, `expect` alone can be reached before every partition is read.)
     pub fn read_all(
         &self,
         topic: &str,

@@ -217,9 +217,21 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     let mut second = Daemon::start(&args(&broker, "a", dir.path()));
     wait_until(
         Duration::from_secs(120),
-        || second.log_text(),
         || {
-            let out = broker.read_all("out", PARTITIONS, N, Duration::ZERO, Duration::from_secs(5));
+            format!(
+                "first:\n{}\nsecond:\n{}",
+                first.log_text(),
+                second.log_text()
+            )
+        },
+        || {
+            let out = broker.read_all(
+                "out",
+                PARTITIONS,
+                N,
+                Duration::from_millis(700),
+                Duration::from_secs(10),
+            );
             let by_source = outputs_by_source(&out);
             inputs.keys().all(|k| by_source.contains_key(k))
         },
@@ -329,7 +341,13 @@ fn two_instances_share_partitions_and_one_takes_over() {
         Duration::from_secs(120),
         || b.log_text(),
         || {
-            let out = broker.read_all("out", PARTITIONS, N, Duration::ZERO, Duration::from_secs(5));
+            let out = broker.read_all(
+                "out",
+                PARTITIONS,
+                N,
+                Duration::from_millis(700),
+                Duration::from_secs(10),
+            );
             let s = outputs_by_source(&out);
             inputs.keys().all(|k| s.contains_key(k))
         },
