@@ -1,9 +1,36 @@
 #!/usr/bin/env bash
-# Local demo: build streamscore and label the sample tweets with the shipped model.
+# Local demo: a Kafka-protocol broker (tansu) on 127.0.0.1:9092, the demo topics, streamscore
+# scoring them with the shipped model, the sample tweets fed in, and the labeled output printed.
+# Leaves nothing running: the broker and streamscore are stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export STREAMSCORE_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
 cargo build --release --quiet
-echo "== scoring samples/tweets.jsonl with the shipped model"
-./target/release/streamscore score samples/tweets.jsonl
-echo "== and measuring it on their labels"
-./target/release/streamscore eval --data samples/tweets.jsonl
+bin=./target/release/streamscore
+
+started_broker=no
+if ! scripts/kafka-local.sh status >/dev/null 2>&1; then
+  scripts/kafka-local.sh start
+  started_broker=yes
+fi
+cleanup() {
+  [ -n "${pid:-}" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  [ "$started_broker" = yes ] && scripts/kafka-local.sh stop || true
+}
+trap cleanup EXIT
+
+suffix=$(date +%s)
+in=demo-tweets-$suffix out=demo-scored-$suffix
+$bin topics create --partitions 2 "$in" "$out" "$out.dlq"
+
+echo "== streamscore run: $in -> $out (log: .local/demo.log)"
+mkdir -p .local
+$bin run --input-topic "$in" --output-topic "$out" --name demo \
+  --kafka session.timeout.ms=6000 >.local/demo.log 2>&1 &
+pid=$!
+
+echo "== feeding samples/tweets.jsonl"
+$bin topics produce "$in" samples/tweets.jsonl
+
+echo "== labeled output"
+$bin topics read "$out" --max "$(grep -c . samples/tweets.jsonl)" --idle-ms 20000

@@ -10,7 +10,10 @@
 //! - [`evaluate`]: accuracy, macro-F1, confusion matrix, speed.
 //! - [`input`]: finding the text and id in a record (JSON shapes or plain text).
 //! - [`score`]: labeling JSON or plain lines as a stream (the `score` command's engine).
-//! - [`cli`]: the command line (`train`, `eval`, `score`).
+//! - [`config`]: settings from `config/default.toml`, a `--config` file and the environment.
+//! - [`stream`]: the data plane behind `run`: consumer pool, micro-batcher, scorer, producer,
+//!   at-least-once offset tracking, dead letters.
+//! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`).
 
 pub mod cli;
 pub mod config;
