@@ -61,11 +61,7 @@ impl ClientContext for RebalanceContext {}
 impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked: Vec<i32> = tpl
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
+            let revoked = partitions_of(tpl, &self.topic);
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 debug!(worker = %self.label, error = %e, "commit on revoke");
             }
@@ -76,14 +72,18 @@ impl ConsumerContext for RebalanceContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            let assigned: Vec<i32> = tpl
-                .elements_for_topic(&self.topic)
-                .iter()
-                .map(|e| e.partition())
-                .collect();
+            let assigned = partitions_of(tpl, &self.topic);
             info!(worker = %self.label, partitions = ?assigned, "partitions assigned");
         }
     }
+}
+
+/// The partitions of `topic` in a rebalance's list.
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect()
 }
 
 /// Locks the tracker; a poisoned lock (a panic elsewhere while holding it) still holds

@@ -274,9 +274,13 @@ impl TweetTokenizer {
     ) -> usize {
         let s = &self.settings;
         buf.clear();
-        let mut last = '\0';
-        let mut run = 0u8;
-        let mut elongated = false;
+        let mut squash = Squash {
+            buf,
+            max_repeat: s.max_repeat,
+            last: '\0',
+            run: 0,
+            elongated: false,
+        };
         let mut all_digits = true;
         let bytes = text.as_bytes();
         let char_at = |i: usize| -> Option<char> {
@@ -299,17 +303,7 @@ impl TweetTokenizer {
                     b
                 } as char;
                 all_digits &= b.is_ascii_digit();
-                if c == last {
-                    run = run.saturating_add(1);
-                } else {
-                    last = c;
-                    run = 1;
-                }
-                if s.max_repeat == 0 || run <= s.max_repeat {
-                    buf.push(c);
-                } else {
-                    elongated = true;
-                }
+                squash.push(c);
                 i += 1;
             }
             let Some(orig) = char_at(i) else { break };
@@ -325,19 +319,7 @@ impl TweetTokenizer {
             }
             i += len;
             all_digits &= c.is_ascii_digit();
-            let mut push = |c: char| {
-                if c == last {
-                    run = run.saturating_add(1);
-                } else {
-                    last = c;
-                    run = 1;
-                }
-                if s.max_repeat == 0 || run <= s.max_repeat {
-                    buf.push(c);
-                } else {
-                    elongated = true;
-                }
-            };
+            let mut push = |c: char| squash.push(c);
             if c.is_ascii() {
                 push(if s.lowercase {
                     c.to_ascii_lowercase()
@@ -351,6 +333,7 @@ impl TweetTokenizer {
             }
         }
         let end = i;
+        let elongated = squash.elongated;
         if s.numbers && all_digits {
             scope.symbol("<num>");
         } else {
@@ -360,6 +343,32 @@ impl TweetTokenizer {
             }
         }
         end
+    }
+}
+
+/// Appends a word's characters, dropping those past `max_repeat` identical ones in a row.
+struct Squash<'b> {
+    buf: &'b mut String,
+    max_repeat: u8,
+    last: char,
+    run: u8,
+    elongated: bool,
+}
+
+impl Squash<'_> {
+    #[inline]
+    fn push(&mut self, c: char) {
+        if c == self.last {
+            self.run = self.run.saturating_add(1);
+        } else {
+            self.last = c;
+            self.run = 1;
+        }
+        if self.max_repeat == 0 || self.run <= self.max_repeat {
+            self.buf.push(c);
+        } else {
+            self.elongated = true;
+        }
     }
 }
 

@@ -178,6 +178,7 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub headers: HashMap<String, String>,
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -201,6 +202,7 @@ impl Record {
             key: m.key().map(<[u8]>::to_vec),
             value: m.payload().unwrap_or_default().to_vec(),
             headers,
+            timestamp_ms: m.timestamp().to_millis(),
         }
     }
 

@@ -66,6 +66,23 @@ fn outputs_by_source(records: &[Record]) -> BTreeMap<(i32, i64), usize> {
     m
 }
 
+/// The output topic read until quiet, measured against the inputs.
+struct Coverage {
+    outputs: Vec<Record>,
+    missing: usize,
+    duplicates: usize,
+}
+
+fn coverage(broker: &Broker, inputs: &HashMap<(i32, i64), Record>, settle: Duration) -> Coverage {
+    let outputs = broker.read_all("out", PARTITIONS, N, settle, Duration::from_secs(30));
+    let by_source = outputs_by_source(&outputs);
+    Coverage {
+        missing: inputs.keys().filter(|k| !by_source.contains_key(k)).count(),
+        duplicates: by_source.values().map(|n| n - 1).sum(),
+        outputs,
+    }
+}
+
 fn wait_for_outputs(broker: &Broker, at_least: usize, daemon: &Daemon) {
     let start = std::time::Instant::now();
     loop {
@@ -154,6 +171,10 @@ fn every_good_record_scored_once_and_poison_dead_lettered() {
     for r in &out {
         let input = &inputs[&r.source()];
         assert_eq!(r.key, input.key, "key kept");
+        assert!(
+            r.timestamp_ms >= input.timestamp_ms,
+            "output made after its input"
+        );
         let v = r.json();
         let id = String::from_utf8(input.key.clone().unwrap()).unwrap();
         assert_eq!(v["id"], id.as_str());
@@ -224,35 +245,18 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
                 second.log_text()
             )
         },
-        || {
-            let out = broker.read_all(
-                "out",
-                PARTITIONS,
-                N,
-                Duration::from_millis(700),
-                Duration::from_secs(10),
-            );
-            let by_source = outputs_by_source(&out);
-            inputs.keys().all(|k| by_source.contains_key(k))
-        },
+        || coverage(&broker, &inputs, Duration::from_millis(700)).missing == 0,
     );
     second.signal("-TERM");
     assert_eq!(second.wait(Duration::from_secs(30)), Some(0));
-    let out = broker.read_all(
-        "out",
-        PARTITIONS,
-        N,
-        Duration::from_secs(1),
-        Duration::from_secs(30),
-    );
-    let by_source = outputs_by_source(&out);
-    let missing = inputs.keys().filter(|k| !by_source.contains_key(k)).count();
-    let duplicates: usize = by_source.values().map(|n| n - 1).sum();
+    let c = coverage(&broker, &inputs, Duration::from_secs(1));
     eprintln!(
-        "kill -9: {} outputs for {N} inputs, {duplicates} duplicates, {missing} missing",
-        out.len()
+        "kill -9: {} outputs for {N} inputs, {} duplicates, {} missing",
+        c.outputs.len(),
+        c.duplicates,
+        c.missing
     );
-    assert_eq!(missing, 0);
+    assert_eq!(c.missing, 0);
 }
 
 #[test]
@@ -281,17 +285,13 @@ fn sigterm_mid_stream_then_restart_is_exactly_once() {
     wait_for_outputs(&broker, N, &second);
     second.signal("-TERM");
     assert_eq!(second.wait(Duration::from_secs(30)), Some(0));
-    let out = broker.read_all(
-        "out",
-        PARTITIONS,
-        N,
-        Duration::from_secs(2),
-        Duration::from_secs(30),
+    let c = coverage(&broker, &inputs, Duration::from_secs(2));
+    assert_eq!(
+        (c.missing, c.duplicates),
+        (0, 0),
+        "{} outputs",
+        c.outputs.len()
     );
-    let by_source = outputs_by_source(&out);
-    let missing = inputs.keys().filter(|k| !by_source.contains_key(k)).count();
-    let duplicates: usize = by_source.values().map(|n| n - 1).sum();
-    assert_eq!((missing, duplicates), (0, 0), "{} outputs", out.len());
 }
 
 #[test]
@@ -340,28 +340,14 @@ fn two_instances_share_partitions_and_one_takes_over() {
     wait_until(
         Duration::from_secs(120),
         || b.log_text(),
-        || {
-            let out = broker.read_all(
-                "out",
-                PARTITIONS,
-                N,
-                Duration::from_millis(700),
-                Duration::from_secs(10),
-            );
-            let s = outputs_by_source(&out);
-            inputs.keys().all(|k| s.contains_key(k))
-        },
+        || coverage(&broker, &inputs, Duration::from_millis(700)).missing == 0,
     );
     b.signal("-TERM");
     assert_eq!(b.wait(Duration::from_secs(30)), Some(0));
-    let out = broker.read_all(
-        "out",
-        PARTITIONS,
-        N,
-        Duration::from_secs(1),
-        Duration::from_secs(30),
-    );
-    let b_partitions: HashSet<i32> = out
+    let c = coverage(&broker, &inputs, Duration::from_secs(1));
+    assert_eq!(c.missing, 0);
+    let b_partitions: HashSet<i32> = c
+        .outputs
         .iter()
         .filter(|r| r.json()["deployment"] == "b")
         .map(|r| r.source().0)
@@ -370,10 +356,5 @@ fn two_instances_share_partitions_and_one_takes_over() {
         b_partitions.len(),
         PARTITIONS as usize,
         "b took over every partition"
-    );
-    let by_source = outputs_by_source(&out);
-    assert_eq!(
-        inputs.keys().filter(|k| !by_source.contains_key(k)).count(),
-        0
     );
 }
