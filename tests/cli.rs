@@ -287,3 +287,53 @@ fn run_refuses_bad_configuration_naming_the_key() {
     let out = bin().args(["run", "--input-topic", "in"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--output-topic"));
 }
+
+#[test]
+fn unreachable_broker_keeps_retrying_and_still_stops_cleanly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("run.log");
+    let mut child = bin()
+        .args([
+            "run",
+            "--brokers",
+            &format!("127.0.0.1:{port}"),
+            "--input-topic",
+            "in",
+            "--output-topic",
+            "out",
+        ])
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running while the broker is down"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Connection refused")
+            || text.contains("BrokerTransportFailure")
+            || text.contains("Kafka consumer error"),
+        "{text}"
+    );
+    let start = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+}
