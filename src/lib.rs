@@ -13,6 +13,7 @@
 //! - [`config`]: settings from `config/default.toml`, a `--config` file and the environment.
 //! - [`stream`]: the data plane behind `run`: consumer pool, micro-batcher, scorer, producer,
 //!   at-least-once offset tracking, dead letters.
+//! - [`store`]: uploaded models kept on disk as numbered versions per context id.
 //! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`).
 
 pub mod cli;
@@ -23,6 +24,7 @@ pub mod features;
 pub mod input;
 pub mod model;
 pub mod score;
+pub mod store;
 pub mod stream;
 pub mod text;
 pub mod train;

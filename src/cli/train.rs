@@ -118,7 +118,8 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
     }
     let dev = a.dev.as_deref().map(Dataset::read).transpose()?;
     let trained = train(&sources, dev.as_ref(), &config, &bar, chrono::Utc::now())?;
-    write_atomically(&a.out, &trained.bytes)?;
+    crate::store::write_atomically(&a.out, &trained.bytes)
+        .with_context(|| format!("writing {}", a.out.display()))?;
 
     let rows: u64 = sources.iter().map(|s| s.dataset.summary.rows).sum();
     println!(
@@ -142,13 +143,4 @@ pub fn run(a: TrainArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves a
-/// half-written model where a good one was.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
 }
