@@ -26,6 +26,7 @@ $bin topics create --partitions 2 "$in" "$out" "$out.dlq"
 echo "== streamscore run: $in -> $out (log: .local/demo.log)"
 mkdir -p .local
 $bin run --input-topic "$in" --output-topic "$out" --name demo \
+  --listen 127.0.0.1:0 --state-dir .local/demo-state --socket .local/demo.sock \
   --kafka session.timeout.ms=6000 >.local/demo.log 2>&1 &
 pid=$!
 

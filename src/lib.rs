@@ -16,11 +16,14 @@
 //! - [`store`]: uploaded models kept on disk as numbered versions per context id.
 //! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`).
 
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;
+pub mod http;
 pub mod input;
 pub mod model;
 pub mod score;

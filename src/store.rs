@@ -109,9 +109,21 @@ pub fn sanitize_file_name(name: &str) -> String {
 
 /// Writes `bytes` to `path` via a temporary file in the same folder, synced, then renamed.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically_with_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomically`] with the file created with Unix permissions `mode` (e.g. `0o600` for
+/// files holding secrets), so it is never readable more widely, not even briefly.
+pub fn write_atomically_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)

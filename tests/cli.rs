@@ -288,6 +288,16 @@ fn run_refuses_bad_configuration_naming_the_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--output-topic"));
 }
 
+/// A spawned process killed on drop, so a failing assertion never leaves it running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn unreachable_broker_keeps_retrying_and_still_stops_cleanly() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -297,43 +307,55 @@ fn unreachable_broker_keeps_retrying_and_still_stops_cleanly() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("run.log");
-    let mut child = bin()
-        .args([
-            "run",
-            "--brokers",
-            &format!("127.0.0.1:{port}"),
-            "--input-topic",
-            "in",
-            "--output-topic",
-            "out",
-        ])
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "still running while the broker is down"
-    );
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        text.contains("Connection refused")
-            || text.contains("BrokerTransportFailure")
-            || text.contains("Kafka consumer error"),
-        "{text}"
+    let mut child = KillOnDrop(
+        bin()
+            .args([
+                "run",
+                "--brokers",
+                &format!("127.0.0.1:{port}"),
+                "--input-topic",
+                "in",
+                "--output-topic",
+                "out",
+            ])
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--socket")
+            .arg(dir.path().join("ctl.sock"))
+            .env("RUST_LOG", "info")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
     );
     let start = std::time::Instant::now();
+    let mut text = String::new();
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        text = std::fs::read_to_string(&log).unwrap();
+        if text.matches("cannot start; retrying").count() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        text.matches("cannot start; retrying").count() >= 2 && text.contains("brokers unreachable"),
+        "{text}"
+    );
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "still running while the broker is down"
+    );
+    let stopping = std::time::Instant::now();
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
-    let status = child.wait().unwrap();
+    let status = child.0.wait().unwrap();
     assert_eq!(
         status.code(),
         Some(0),
         "{}",
         std::fs::read_to_string(&log).unwrap()
     );
-    assert!(start.elapsed() < std::time::Duration::from_secs(30));
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(30));
 }

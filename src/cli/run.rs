@@ -1,12 +1,13 @@
 //! `streamscore run`: the daemon.
 
-use super::load_model;
+use crate::auth::Authenticator;
 use crate::config::{
     BatchConfig, DeploymentConfig, InputConfig, LogFormat, OutputConfig, Settings,
 };
+use crate::control::{socket, ControlSettings, Manager};
+use crate::http::{router, AppState};
 use crate::input::InputFormat;
-use crate::model::ModelHandle;
-use crate::stream::{run_deployment, ServingModel, Stats, StopHandles};
+use crate::store::ModelStore;
 use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 /// Arguments of `run`. Flags describe one deployment for quick starts; `--config` can declare
@@ -56,6 +58,15 @@ pub struct RunArgs {
     /// Batch wait limit in milliseconds.
     #[arg(long, default_value_t = BatchConfig::default().max_wait_ms)]
     batch_max_wait_ms: u64,
+    /// HTTP API address (overrides `http.listen`; port 0 picks a free port).
+    #[arg(long, env = "STREAMSCORE_LISTEN")]
+    listen: Option<String>,
+    /// State directory (overrides `state.dir`).
+    #[arg(long, env = "STREAMSCORE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Control socket path (overrides `control.socket`).
+    #[arg(long, env = "STREAMSCORE_SOCKET")]
+    socket: Option<PathBuf>,
     /// Extra librdkafka setting, `KEY=VALUE` (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
@@ -91,11 +102,13 @@ impl RunArgs {
                 format: self.format,
                 text_field: "text".into(),
                 max_record_bytes: 512 * 1024,
+                kafka: BTreeMap::new(),
             },
             output: OutputConfig {
                 topic: output,
                 dlq_topic: self.dlq_topic.clone(),
                 bootstrap_servers: None,
+                kafka: BTreeMap::new(),
             },
             group_id: self.group.clone(),
             workers: self.workers,
@@ -129,6 +142,15 @@ fn init_logging(settings: &Settings) {
 /// Runs `run`.
 pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut settings = Settings::load(a.config.as_deref())?;
+    if let Some(listen) = &a.listen {
+        settings.http.listen = listen.clone();
+    }
+    if let Some(dir) = &a.state_dir {
+        settings.state.dir = dir.clone();
+    }
+    if let Some(socket) = &a.socket {
+        settings.control.socket = socket.clone();
+    }
     if let Some(d) = a.flag_deployment()? {
         anyhow::ensure!(
             settings.deployments.iter().all(|c| c.name != d.name),
@@ -137,10 +159,6 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         );
         settings.deployments.push(d);
     }
-    anyhow::ensure!(
-        !settings.deployments.is_empty(),
-        "nothing to run: declare [[deployments]] in a --config file, or give --input-topic and --output-topic"
-    );
     init_logging(&settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -150,54 +168,112 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(settings))
 }
 
+/// Reads a secret from a file, trimmed.
+fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_owned())
+}
+
+fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
+    let a = &settings.auth;
+    let mut keys = a.access_keys.clone();
+    if let Some(f) = &a.access_keys_file {
+        keys.extend(read_secret(f)?.lines().map(|l| l.trim().to_owned()));
+    }
+    let signing = match &a.signing_key_file {
+        Some(f) => read_secret(f)?,
+        None => a.signing_key.clone(),
+    };
+    if signing.is_empty() {
+        warn!("no auth.signing_key: tokens are signed with a random key and die with this process");
+    }
+    if keys.iter().all(String::is_empty) {
+        warn!("no auth.access_keys: the model API refuses every request");
+    }
+    Ok(Authenticator::new(
+        keys,
+        a.users.clone(),
+        signing.as_bytes(),
+        a.token_ttl_s as i64,
+    ))
+}
+
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    let handles = StopHandles::default();
-    let mut set = tokio::task::JoinSet::new();
-    for d in settings.deployments {
-        let model = load_model(d.model.as_deref())?;
-        let serving = ServingModel {
-            context_id: model.metadata().name.clone(),
-            version: model.version().to_owned(),
-            model,
-        };
-        info!(deployment = %d.name, model = %serving.context_id, version = %serving.version,
-              input = %d.input.topic, output = %d.output.topic, workers = d.workers, "starting deployment");
-        let handle = Arc::new(ModelHandle::new(Arc::new(serving)));
-        let id = d.name.clone();
-        let h = handles.clone();
-        set.spawn(async move {
-            let name = d.name.clone();
-            let r = run_deployment(Arc::new(d), &id, handle, h, Arc::new(Stats::default())).await;
-            (name, r)
+    let stop = CancellationToken::new();
+    let store = Arc::new(ModelStore::open(&settings.state.dir.join("models"))?);
+    let manager = Manager::open(
+        store.clone(),
+        ControlSettings {
+            state_dir: settings.state.dir.join("deployments"),
+            workers: settings.control.workers,
+            batch: settings.control.batch,
+            kafka: settings.control.kafka.clone(),
+            drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
+        },
+    )?;
+    for d in settings.deployments.clone() {
+        info!(deployment = %d.name, input = %d.input.topic, output = %d.output.topic, workers = d.workers, "declared deployment");
+        manager.declare(d).await?;
+    }
+    // Bind before starting anything, so a taken port fails fast and cleanly.
+    let listener = match settings.http.listen.as_str() {
+        "" => None,
+        addr => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTP API to {addr}"))?,
+        ),
+    };
+    manager.start_all().await;
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(listener) = listener {
+        info!(address = %listener.local_addr()?, "HTTP API listening");
+        let app = router(AppState {
+            auth: Arc::new(authenticator(&settings)?),
+            store: store.clone(),
+            manager: manager.clone(),
+            max_model_bytes: settings.http.max_model_bytes,
+        });
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            r.context("HTTP server")
         });
     }
-    let drain = Duration::from_millis(settings.shutdown.drain_timeout_ms);
-    let signals = handles.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        info!(
-            drain_timeout_ms = drain.as_millis() as u64,
-            "shutdown requested: draining"
+    if !settings.control.socket.as_os_str().is_empty() {
+        let (path, manager, stop) = (
+            settings.control.socket.clone(),
+            manager.clone(),
+            stop.clone(),
         );
-        signals.stop.cancel();
-        tokio::select! {
-            _ = tokio::time::sleep(drain) => warn!("drain timeout reached"),
-            _ = wait_for_signal() => warn!("second signal: stopping now"),
-        }
-        signals.abort.cancel();
-    });
+        tasks.spawn(async move {
+            socket::serve(&path, manager, stop)
+                .await
+                .context("control socket")
+        });
+    }
+
+    wait_for_signal().await;
+    let drain = Duration::from_millis(settings.shutdown.drain_timeout_ms);
+    info!(
+        drain_timeout_ms = drain.as_millis() as u64,
+        "shutdown requested: draining"
+    );
+    stop.cancel();
+    tokio::select! {
+        _ = manager.shutdown() => {}
+        _ = wait_for_signal() => warn!("second signal: stopping now"),
+    }
     let mut failed = false;
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok((name, Err(e))) => {
-                error!(deployment = %name, error = %e, "deployment failed");
-                failed = true;
-            }
-            Ok((_, Ok(()))) => {}
-            Err(e) => {
-                error!(error = %e, "deployment task failed");
-                failed = true;
-            }
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(Err(e)) = joined {
+            error!(error = %e, "server task failed");
+            failed = true;
         }
     }
     info!("streamscore stopped");

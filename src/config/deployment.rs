@@ -53,6 +53,9 @@ pub struct InputConfig {
     /// Largest record value accepted; larger ones go to the dead-letter topic.
     #[serde(default = "default_max_record_bytes")]
     pub max_record_bytes: usize,
+    /// librdkafka settings for the consumers only (e.g. the input cluster's credentials).
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
 }
 
 fn default_format() -> InputFormat {
@@ -79,6 +82,9 @@ pub struct OutputConfig {
     /// Bootstrap servers of the output cluster (default: the input's).
     #[serde(default)]
     pub bootstrap_servers: Option<String>,
+    /// librdkafka settings for the producer only (e.g. the output cluster's credentials).
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
 }
 
 /// Micro-batching: a batch closes at `max_records` or `max_wait_ms` after its first record.

@@ -38,6 +38,14 @@ pub struct Settings {
     pub log: LogSettings,
     /// Shutdown behaviour.
     pub shutdown: ShutdownSettings,
+    /// HTTP API.
+    pub http: HttpSettings,
+    /// Where models and deployments are kept.
+    pub state: StateSettings,
+    /// Credentials.
+    pub auth: AuthSettings,
+    /// Control socket and defaults of API-created deployments.
+    pub control: ControlPlaneSettings,
     /// Deployments declared in configuration.
     #[serde(default)]
     pub deployments: Vec<DeploymentConfig>,
@@ -69,6 +77,69 @@ pub enum LogFormat {
 pub struct ShutdownSettings {
     /// Longest a drain may take before in-flight work is abandoned (uncommitted, so replayed).
     pub drain_timeout_ms: u64,
+}
+
+/// HTTP API settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address to listen on (`host:port`; port 0 picks a free one); empty disables the API.
+    pub listen: String,
+    /// Largest accepted model upload, in bytes.
+    pub max_model_bytes: usize,
+}
+
+/// State directory settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Folder for uploaded models (`models/`) and deployments (`deployments/`).
+    pub dir: std::path::PathBuf,
+}
+
+/// Credentials. Secrets belong in the environment or in files, never in the repository.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Model-API access keys (`STREAMSCORE__AUTH__ACCESS_KEYS=k1,k2`).
+    pub access_keys: Vec<String>,
+    /// File with more access keys, one per line.
+    pub access_keys_file: Option<std::path::PathBuf>,
+    /// Users allowed to get tokens: name → Argon2 PHC hash (`streamscore hash-password`).
+    pub users: std::collections::BTreeMap<String, String>,
+    /// Token signing key; empty draws a random one per process start.
+    pub signing_key: String,
+    /// File holding the token signing key.
+    pub signing_key_file: Option<std::path::PathBuf>,
+    /// Token lifetime in seconds.
+    pub token_ttl_s: u64,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field(
+                "access_keys",
+                &format_args!("[{} redacted]", self.access_keys.len()),
+            )
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .field("token_ttl_s", &self.token_ttl_s)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Control socket and defaults of deployments created over the API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneSettings {
+    /// Unix socket path; empty disables it.
+    pub socket: std::path::PathBuf,
+    /// Consumers per API-created deployment.
+    pub workers: usize,
+    /// Micro-batching of API-created deployments.
+    pub batch: BatchConfig,
+    /// Extra librdkafka settings of API-created deployments.
+    pub kafka: std::collections::BTreeMap<String, String>,
 }
 
 impl Settings {

@@ -22,6 +22,9 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
             c.set(k, v);
         }
     }
+    for (k, v) in &d.input.kafka {
+        c.set(k, v);
+    }
     c
 }
 
@@ -38,6 +41,9 @@ pub fn producer_config(d: &DeploymentConfig) -> ClientConfig {
         if !is_consumer_only(k) {
             c.set(k, v);
         }
+    }
+    for (k, v) in &d.output.kafka {
+        c.set(k, v);
     }
     c
 }

@@ -9,7 +9,7 @@
 //! Each worker is one consumer in the deployment's group; partitions spread across workers and
 //! across processes. See [`worker`] for the loop and [`offsets`] for the at-least-once rule.
 
-mod kafka;
+pub mod kafka;
 pub mod offsets;
 pub mod record;
 mod stats;

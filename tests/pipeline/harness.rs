@@ -265,6 +265,11 @@ impl Daemon {
                 "--kafka",
                 "heartbeat.interval.ms=500",
             ])
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--state-dir")
+            .arg(a.log_dir.join(format!("state-{}", a.name)))
+            .arg("--socket")
+            .arg(a.log_dir.join(format!("{}.sock", a.name)))
             .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
             .env_remove("STREAMSCORE_MODEL")
             .stdout(Stdio::null())
