@@ -1,5 +1,6 @@
 //! The command line: argument definitions and dispatch. Each command lives in its own file.
 
+mod ctl;
 mod eval;
 mod run;
 mod score;
@@ -33,8 +34,12 @@ enum Command {
     Score(score::ScoreArgs),
     /// Run the streaming daemon: Kafka in, labels out.
     Run(run::RunArgs),
-    /// Create Kafka topics (for local setups and scripts).
+    /// Create, feed and read Kafka topics (for local setups and scripts).
     Topics(topics::TopicsArgs),
+    /// Talk to a running daemon over its control socket.
+    Ctl(ctl::CtlArgs),
+    /// Hash a password (read from stdin) for the `[auth.users]` table.
+    HashPassword(ctl::HashPasswordArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -45,6 +50,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(a) => score::run(a),
         Command::Run(a) => run::run(a),
         Command::Topics(a) => topics::run(a),
+        Command::Ctl(a) => ctl::run(a),
+        Command::HashPassword(a) => ctl::hash_password(a),
     }
 }
 

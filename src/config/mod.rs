@@ -97,11 +97,32 @@ pub struct StateSettings {
     pub dir: std::path::PathBuf,
 }
 
+/// A list given either as a list or, from an environment variable, as one comma-separated string.
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(|k| k.trim().to_owned())
+            .filter(|k| !k.is_empty())
+            .collect(),
+    })
+}
+
 /// Credentials. Secrets belong in the environment or in files, never in the repository.
 #[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// Model-API access keys (`STREAMSCORE__AUTH__ACCESS_KEYS=k1,k2`).
+    #[serde(deserialize_with = "list_or_comma_separated")]
     pub access_keys: Vec<String>,
     /// File with more access keys, one per line.
     pub access_keys_file: Option<std::path::PathBuf>,

@@ -103,3 +103,13 @@ fn missing_or_bad_values_are_named() {
     let err = load_toml(&format!("{GOOD}{GOOD}")).unwrap_err().to_string();
     assert!(err.contains("duplicate"), "{err}");
 }
+
+#[test]
+fn access_keys_come_from_a_comma_separated_variable() {
+    let s =
+        Settings::load_with_env(None, env(&[("STREAMSCORE__AUTH__ACCESS_KEYS", "k1,k2")])).unwrap();
+    assert_eq!(s.auth.access_keys, ["k1", "k2"]);
+    let s =
+        Settings::load_with_env(None, env(&[("STREAMSCORE__AUTH__ACCESS_KEYS", "solo")])).unwrap();
+    assert_eq!(s.auth.access_keys, ["solo"]);
+}

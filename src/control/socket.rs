@@ -97,11 +97,12 @@ use tokio::io::AsyncReadExt;
 
 /// Runs one command line and returns its reply.
 pub async fn execute(line: &str, manager: &Arc<Manager>) -> Value {
-    let mut words = line.split_whitespace();
-    let (cmd, arg) = (words.next().unwrap_or(""), words.next());
-    if words.next().is_some() {
-        return json!({"ok": false, "error": "too many arguments"});
-    }
+    // The argument is the rest of the line, so names with spaces work.
+    let (cmd, arg) = match line.split_once(char::is_whitespace) {
+        Some((c, rest)) if !rest.trim().is_empty() => (c, Some(rest.trim())),
+        Some((c, _)) => (c, None),
+        None => (line, None),
+    };
     let result = match (cmd, arg) {
         ("status", None) => {
             let all: Vec<Value> = manager.list().await.iter().map(summary).collect();
