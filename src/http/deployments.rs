@@ -1,7 +1,7 @@
 //! The seed's stream-deployment API under
 //! `/v3/wml_instances/{instance_id}/published_models/{published_model_id}/deployments`.
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Authenticated};
 use crate::control::record::{redact, CreateRequest, Desired, Origin};
 use crate::control::{Status, View};
 use axum::extract::rejection::JsonRejection;
@@ -85,6 +85,7 @@ async fn find(state: &AppState, p: &ItemPath) -> Result<View, ApiError> {
 /// `POST`: creates and starts a deployment (status INITIALIZING, then RUNNING or FAILED).
 /// The `X-Spark-Service-Instance` header of the seed is accepted and ignored.
 pub async fn create(
+    _: Authenticated,
     State(state): State<AppState>,
     Path(p): Path<CollectionPath>,
     body: Result<Json<CreateRequest>, JsonRejection>,
@@ -107,7 +108,11 @@ pub async fn create(
 }
 
 /// `GET` collection.
-pub async fn list(State(state): State<AppState>, Path(p): Path<CollectionPath>) -> Json<Value> {
+pub async fn list(
+    _: Authenticated,
+    State(state): State<AppState>,
+    Path(p): Path<CollectionPath>,
+) -> Json<Value> {
     let resources: Vec<Value> = state
         .manager
         .list()
@@ -121,6 +126,7 @@ pub async fn list(State(state): State<AppState>, Path(p): Path<CollectionPath>) 
 
 /// `GET` one.
 pub async fn get_one(
+    _: Authenticated,
     State(state): State<AppState>,
     Path(p): Path<ItemPath>,
 ) -> Result<Json<Value>, ApiError> {
@@ -137,6 +143,7 @@ pub struct PatchOp {
 
 /// `PATCH` with `[{"op": "replace", "path": "/status", "value": "STOPPED"|"RUNNING"}]` → 204.
 pub async fn patch(
+    _: Authenticated,
     State(state): State<AppState>,
     Path(p): Path<ItemPath>,
     body: Result<Json<Vec<PatchOp>>, JsonRejection>,
@@ -168,6 +175,7 @@ pub async fn patch(
 
 /// `DELETE` → 204.
 pub async fn delete(
+    _: Authenticated,
     State(state): State<AppState>,
     Path(p): Path<ItemPath>,
 ) -> Result<StatusCode, ApiError> {

@@ -11,9 +11,8 @@ mod models;
 use crate::auth::{AuthError, Authenticator};
 use crate::control::{ControlError, Manager};
 use crate::store::ModelStore;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -36,7 +35,6 @@ pub struct AppState {
 /// Every route of the API.
 pub fn router(state: AppState) -> Router {
     let v3 = "/v3/wml_instances/{instance_id}/published_models/{published_model_id}/deployments";
-    let bearer = axum::middleware::from_fn_with_state(state.clone(), require_bearer);
     let deployments = Router::new()
         .route(v3, get(deployments::list).post(deployments::create))
         .route(
@@ -44,8 +42,7 @@ pub fn router(state: AppState) -> Router {
             get(deployments::get_one)
                 .patch(deployments::patch)
                 .delete(deployments::delete),
-        )
-        .route_layer(bearer);
+        );
     Router::new()
         .route(
             "/pm/v1/model/{context_id}",
@@ -128,19 +125,26 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// Middleware: the request must carry a valid `Authorization: Bearer` token.
-async fn require_bearer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let verified = match token {
-        None => Err(AuthError::Missing("Authorization: Bearer token")),
-        Some(t) => state.auth.verify(t.trim()),
-    };
-    match verified {
-        Ok(_) => next.run(request).await,
-        Err(e) => ApiError::from(e).into_response(),
+/// Extractor: the request carries a valid `Authorization: Bearer` token. Handlers that take
+/// it are refused with 401 otherwise (after routing, so a wrong method is still a 405).
+pub struct Authenticated(
+    /// The user the token was issued to.
+    pub String,
+);
+
+impl axum::extract::FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(AuthError::Missing("Authorization: Bearer token"))?;
+        Ok(Authenticated(state.auth.verify(token.trim())?))
     }
 }

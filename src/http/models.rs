@@ -31,12 +31,8 @@ pub async fn put_model(
     Query(q): Query<AccessKey>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Response {
-    if let Err(e) = state.auth.check_access_key(q.accesskey.as_deref()) {
-        return flag(false, e.to_string());
-    }
-    if let Err(e) = crate::store::validate_context_id(&context_id) {
-        return flag(false, e.to_string());
-    }
+    // The body is read (bounded) before any refusal, so every client gets the seeds' JSON
+    // answer rather than a connection cut mid-upload.
     let mut multipart = match multipart {
         Ok(m) => m,
         Err(e) => {
@@ -77,6 +73,12 @@ pub async fn put_model(
         }
         upload = Some((name, bytes));
         break;
+    }
+    if let Err(e) = state.auth.check_access_key(q.accesskey.as_deref()) {
+        return flag(false, e.to_string());
+    }
+    if let Err(e) = crate::store::validate_context_id(&context_id) {
+        return flag(false, e.to_string());
     }
     let Some((name, bytes)) = upload else {
         return flag(false, "missing form field model_file");

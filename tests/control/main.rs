@@ -371,6 +371,22 @@ fn auth_refusals_change_nothing() {
         assert_eq!(r.status(), 401);
         let reason: Value = r.json().await.unwrap();
         assert!(reason["message"].as_str().unwrap().contains("missing"));
+        let item = format!("{base}{DEPLOYMENTS}/some-id");
+        assert_eq!(c.get(&item).send().await.unwrap().status(), 401);
+        assert_eq!(c.delete(&item).send().await.unwrap().status(), 401);
+        let patch = json!([{"op": "replace", "path": "/status", "value": "STOPPED"}]);
+        assert_eq!(
+            c.patch(&item).json(&patch).send().await.unwrap().status(),
+            401
+        );
+        assert_eq!(
+            c.get(format!("{base}{DEPLOYMENTS}"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
         let forged =
             streamscore::auth::Authenticator::new(vec![], Default::default(), b"other key", 3600)
                 .issue(USER);
@@ -660,6 +676,56 @@ fn restart_restores_models_and_deployments_and_ctl_acts_like_patch() {
     rt.block_on(async {
         let tok = bearer(&api.base).await;
         wait_status(&api.base, &tok, &running_id, "RUNNING").await;
+    });
+    api.stop();
+}
+
+#[test]
+fn openapi_document_matches_the_server() {
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &[]);
+    rt.block_on(async {
+        let c = reqwest::Client::new();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 6);
+        for (path, ops) in paths {
+            let concrete = path
+                .split('/')
+                .map(|seg| if seg.starts_with('{') { "x" } else { seg })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in ["get", "put", "post", "patch", "delete"] {
+                let r = c
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        format!("{}{concrete}", api.base),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap();
+                if ops.get(method).is_some() {
+                    assert!(
+                        status != 405 && !body.contains("no such route"),
+                        "{method} {path} documented but not served ({status} {body})"
+                    );
+                } else {
+                    assert_eq!(status, 405, "{method} {path} served but not documented");
+                }
+            }
+        }
+        let r = c
+            .get(format!("{}/v9/undocumented", api.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
     });
     api.stop();
 }
