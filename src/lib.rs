@@ -14,7 +14,11 @@
 //! - [`stream`]: the data plane behind `run`: consumer pool, micro-batcher, scorer, producer,
 //!   at-least-once offset tracking, dead letters.
 //! - [`store`]: uploaded models kept on disk as numbered versions per context id.
-//! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`).
+//! - [`auth`]: access keys, hashed passwords, signed bearer tokens.
+//! - [`control`]: the deployment registry: lifecycle, persistence, hot swap, control socket.
+//! - [`http`]: the HTTP API (axum) over the store and the registry.
+//! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`, `ctl`,
+//!   `hash-password`).
 
 pub mod auth;
 pub mod cli;

@@ -343,8 +343,25 @@ impl Manager {
     }
 
     /// Puts a newly stored model version into service: every running deployment of
-    /// `context_id` scores its next batch with it.
-    pub fn swap_model(&self, info: &VersionInfo, model: Model) {
+    /// `context_id` scores its next batch with it, and deployments that failed for want of
+    /// this model start.
+    pub async fn swap_model(self: &Arc<Self>, info: &VersionInfo, model: Model) {
+        self.swap_handle(info, model);
+        let mut entries = self.entries.lock().await;
+        for e in entries.values_mut() {
+            let waiting = e.record.origin == Origin::Api
+                && e.record.published_model_id == info.context_id
+                && e.record.desired == Desired::Running
+                && e.run.as_ref().is_none_or(|r| r.task.is_finished())
+                && matches!(get(&e.status), Status::Failed(_));
+            if waiting {
+                info!(deployment = %e.record.guid, "model now available: starting");
+                self.start_entry(e);
+            }
+        }
+    }
+
+    fn swap_handle(&self, info: &VersionInfo, model: Model) {
         let serving = Arc::new(ServingModel {
             model,
             context_id: info.context_id.clone(),

@@ -89,7 +89,7 @@ pub async fn put_model(
     match stored {
         Ok(Ok((info, model))) => {
             info!(context_id = %info.context_id, version = info.version, file = %info.file_name, "model stored");
-            state.manager.swap_model(&info, model);
+            state.manager.swap_model(&info, model).await;
             flag(
                 true,
                 format!(

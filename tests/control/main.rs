@@ -268,6 +268,56 @@ fn seed_requests_work_unchanged() {
 
         // Token, then the deployment lifecycle (seed 002).
         let tok = bearer(&base).await;
+        // A deployment of a model not uploaded yet fails with the reason, then starts when
+        // the model arrives.
+        let early: Value = reqwest::Client::new()
+            .post(format!(
+                "{base}/v3/wml_instances/inst-1/published_models/later/deployments"
+            ))
+            .bearer_auth(&tok)
+            .json(&seed_body(&broker.addr, "in", "out"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(early["entity"]["status"], "FAILED", "{early}");
+        assert!(early["entity"]["status_details"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown model"));
+        let early_id = early["metadata"]["guid"].as_str().unwrap().to_owned();
+        assert_eq!(
+            upload(&base, "later", ACCESS_KEY, "later.model", model.clone()).await["flag"],
+            true
+        );
+        let url =
+            format!("{base}/v3/wml_instances/inst-1/published_models/later/deployments/{early_id}");
+        let start = Instant::now();
+        loop {
+            let v: Value = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(&tok)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if v["entity"]["status"] == "RUNNING" {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let r = reqwest::Client::new()
+            .delete(&url)
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
         let r = create(&base, &tok, &seed_body(&broker.addr, "in", "out")).await;
         assert_eq!(r.status(), 201);
         let v: Value = r.json().await.unwrap();
