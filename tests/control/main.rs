@@ -5,7 +5,7 @@
 #[allow(dead_code)]
 mod harness;
 
-use harness::{tweets, Broker};
+use harness::{rt, tweets, Broker};
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -116,14 +116,6 @@ impl Drop for Api {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 async fn upload(base: &str, ctx: &str, key: &str, name: &str, bytes: Vec<u8>) -> Value {

@@ -361,3 +361,12 @@ pub fn wait_until(timeout: Duration, context: impl Fn() -> String, mut cond: imp
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A two-thread runtime for the async helpers of sync tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}

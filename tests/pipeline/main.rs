@@ -3,20 +3,12 @@
 
 mod harness;
 
-use harness::{tweets, wait_until, Broker, Daemon, DaemonArgs, Record};
+use harness::{rt, tweets, wait_until, Broker, Daemon, DaemonArgs, Record};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 const PARTITIONS: i32 = 4;
 const N: usize = 20_000;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A broker with `in`, `out` and `out.dlq` topics of 4 partitions.
 fn setup() -> (Broker, tokio::runtime::Runtime) {
