@@ -4,7 +4,7 @@
 //! `text`, with `full_text` as a fallback), the Twitter v1 shape `{"id_str", "text"}`, the v2
 //! shape `{"data": {"id", "text"}}`, or plain UTF-8 text.
 
-use serde_json::Value;
+use std::borrow::Cow;
 
 /// How record bytes are read.
 #[derive(
@@ -44,6 +44,9 @@ pub enum InputError {
     /// The text is empty or only whitespace.
     #[error("text is empty")]
     EmptyText,
+    /// The record has no value (a tombstone).
+    #[error("record has no value (a tombstone)")]
+    NullValue,
     /// The record is larger than the limit.
     #[error("record is {size} bytes, over the {limit}-byte limit")]
     TooLarge {
@@ -62,6 +65,7 @@ impl InputError {
             InputError::InvalidJson(_) => "invalid_json",
             InputError::MissingText(_) => "missing_text",
             InputError::EmptyText => "empty_text",
+            InputError::NullValue => "null_value",
             InputError::TooLarge { .. } => "too_large",
         }
     }
@@ -98,8 +102,18 @@ impl Default for InputSpec {
 }
 
 impl InputSpec {
-    /// Parses one record.
+    /// Parses one record into owned strings.
     pub fn parse(&self, bytes: &[u8]) -> Result<ParsedInput, InputError> {
+        let p = self.parse_borrowed(bytes)?;
+        Ok(ParsedInput {
+            id: p.id.map(Cow::into_owned),
+            text: p.text.into_owned(),
+        })
+    }
+
+    /// Parses one record, borrowing the text and id from `bytes` where JSON escapes allow:
+    /// no JSON tree is built, and fields other than the text and id are skipped unparsed.
+    pub fn parse_borrowed<'a>(&self, bytes: &'a [u8]) -> Result<Parsed<'a>, InputError> {
         if bytes.len() > self.max_bytes {
             return Err(InputError::TooLarge {
                 size: bytes.len(),
@@ -115,9 +129,9 @@ impl InputSpec {
         let parsed = if json {
             self.parse_json(s)?
         } else {
-            ParsedInput {
+            Parsed {
                 id: None,
-                text: s.to_owned(),
+                text: Cow::Borrowed(s),
             }
         };
         if parsed.text.trim().is_empty() {
@@ -126,32 +140,35 @@ impl InputSpec {
         Ok(parsed)
     }
 
-    fn parse_json(&self, s: &str) -> Result<ParsedInput, InputError> {
-        let v: Value =
-            serde_json::from_str(s).map_err(|e| InputError::InvalidJson(e.to_string()))?;
-        let Value::Object(obj) = v else {
-            return Err(InputError::InvalidJson("not a JSON object".into()));
-        };
-        let id_of = |v: Option<&Value>| match v {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        let text_of = |v: Option<&Value>| match v {
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        let data = obj.get("data").and_then(Value::as_object);
-        let text = text_of(obj.get(&self.text_field))
-            .or_else(|| text_of(obj.get("full_text")))
-            .or_else(|| data.and_then(|d| text_of(d.get("text"))))
+    fn parse_json<'a>(&self, s: &'a str) -> Result<Parsed<'a>, InputError> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_str(s);
+        let fields = json::TweetSeed {
+            text_field: &self.text_field,
+        }
+        .deserialize(&mut de)
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|e| InputError::InvalidJson(e.to_string()))?;
+        let text = fields
+            .text
+            .or(fields.full_text)
+            .or(fields.data_text)
             .ok_or_else(|| InputError::MissingText(self.text_field.clone()))?;
-        let id = id_of(obj.get("id_str"))
-            .or_else(|| id_of(obj.get("id")))
-            .or_else(|| data.and_then(|d| id_of(d.get("id"))));
-        Ok(ParsedInput { id, text })
+        let id = fields.id_str.or(fields.id).or(fields.data_id);
+        Ok(Parsed { id, text })
     }
 }
+
+/// A record's text and id, borrowed from the record where possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    /// The id from the record (`id_str`, `id`, or `data.id`), as a string.
+    pub id: Option<Cow<'a, str>>,
+    /// The text to score.
+    pub text: Cow<'a, str>,
+}
+
+mod json;
 
 #[cfg(test)]
 mod tests {

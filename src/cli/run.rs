@@ -2,7 +2,8 @@
 
 use crate::auth::Authenticator;
 use crate::config::{
-    BatchConfig, DeploymentConfig, InputConfig, LogFormat, OutputConfig, Settings,
+    BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig, LogFormat, OutputConfig,
+    Settings,
 };
 use crate::control::{socket, ControlSettings, Manager};
 use crate::http::{router, AppState};
@@ -58,6 +59,12 @@ pub struct RunArgs {
     /// Batch wait limit in milliseconds.
     #[arg(long, default_value_t = BatchConfig::default().max_wait_ms)]
     batch_max_wait_ms: u64,
+    /// Most records in flight per worker before reading pauses.
+    #[arg(long, default_value_t = BatchConfig::default().max_in_flight)]
+    max_in_flight: usize,
+    /// Delivery guarantee of the flag-defined deployment.
+    #[arg(long, value_enum, default_value_t = Delivery::AtLeastOnce)]
+    delivery: Delivery,
     /// HTTP API address (overrides `http.listen`; port 0 picks a free port).
     #[arg(long, env = "STREAMSCORE_LISTEN")]
     listen: Option<String>,
@@ -108,6 +115,7 @@ impl RunArgs {
                 topic: output,
                 dlq_topic: self.dlq_topic.clone(),
                 bootstrap_servers: None,
+                max_message_bytes: OutputConfig::DEFAULT_MAX_MESSAGE_BYTES,
                 kafka: BTreeMap::new(),
             },
             group_id: self.group.clone(),
@@ -115,11 +123,15 @@ impl RunArgs {
             batch: BatchConfig {
                 max_records: self.batch_max_records,
                 max_wait_ms: self.batch_max_wait_ms,
+                max_in_flight: self.max_in_flight,
             },
             kafka,
+            delivery: self.delivery,
+            commit: CommitConfig::default(),
+            stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
         };
         d.validate()
-            .map_err(|(key, reason)| anyhow::anyhow!("flag for {key}: {reason}"))?;
+            .map_err(|e| anyhow::anyhow!("flag for {}: {}", e.key, e.reason))?;
         Ok(Some(d))
     }
 }
@@ -212,6 +224,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             workers: settings.control.workers,
             batch: settings.control.batch,
             kafka: settings.control.kafka.clone(),
+            commit: settings.control.commit,
             drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
         },
     )?;

@@ -30,6 +30,72 @@ pub struct DeploymentConfig {
     /// Extra librdkafka settings for both consumer and producer (e.g. `"session.timeout.ms"`).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+    /// Delivery guarantee: `at_least_once` (default) or `exactly_once` (Kafka transactions).
+    #[serde(default)]
+    pub delivery: Delivery,
+    /// Offset commit cadence.
+    #[serde(default)]
+    pub commit: CommitConfig,
+    /// Report the deployment STALLED when nothing was delivered for this long while records
+    /// wait (milliseconds).
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
+}
+
+/// Delivery guarantee of a deployment.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// Offsets committed after delivery; a crash replays (bounded) duplicates, loses nothing.
+    #[default]
+    AtLeastOnce,
+    /// Outputs and input offsets committed in one Kafka transaction; `read_committed` readers
+    /// see each output once.
+    ExactlyOnce,
+}
+
+/// When delivered input offsets are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitConfig {
+    /// At-least-once: commit stored offsets this often (milliseconds).
+    #[serde(default = "default_commit_interval_ms")]
+    pub interval_ms: u64,
+    /// Commit at once after this many records were delivered (per worker), so a catch-up
+    /// burst replays at most this many after a crash; also the most records per transaction.
+    #[serde(default = "default_commit_max_records")]
+    pub max_records: u64,
+    /// Exactly-once: commit a transaction this long after it opened (milliseconds).
+    #[serde(default = "default_transaction_interval_ms")]
+    pub transaction_interval_ms: u64,
+}
+
+const fn default_commit_interval_ms() -> u64 {
+    200
+}
+
+const fn default_commit_max_records() -> u64 {
+    20_000
+}
+
+const fn default_transaction_interval_ms() -> u64 {
+    1000
+}
+
+const fn default_stall_timeout_ms() -> u64 {
+    DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS
+}
+
+impl Default for CommitConfig {
+    fn default() -> Self {
+        CommitConfig {
+            interval_ms: default_commit_interval_ms(),
+            max_records: default_commit_max_records(),
+            transaction_interval_ms: default_transaction_interval_ms(),
+        }
+    }
 }
 
 const fn default_workers() -> usize {
@@ -82,9 +148,22 @@ pub struct OutputConfig {
     /// Bootstrap servers of the output cluster (default: the input's).
     #[serde(default)]
     pub bootstrap_servers: Option<String>,
+    /// Largest record produced (key, value and headers), in bytes; longer dead letters are cut
+    /// to fit, with the original size and SHA-256 in headers. Match the brokers' limit.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
     /// librdkafka settings for the producer only (e.g. the output cluster's credentials).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+}
+
+const fn default_max_message_bytes() -> usize {
+    OutputConfig::DEFAULT_MAX_MESSAGE_BYTES
+}
+
+impl OutputConfig {
+    /// librdkafka's and Kafka's own default message size limit.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1_000_000;
 }
 
 /// Micro-batching: a batch closes at `max_records` or `max_wait_ms` after its first record.
@@ -97,6 +176,14 @@ pub struct BatchConfig {
     /// Longest a batch waits for more records after its first, in milliseconds.
     #[serde(default = "default_max_wait_ms")]
     pub max_wait_ms: u64,
+    /// Most records in flight (consumed, not yet delivered) per worker; past it, reading
+    /// pauses.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+const fn default_max_in_flight() -> usize {
+    20_000
 }
 
 const fn default_max_records() -> usize {
@@ -112,20 +199,91 @@ impl Default for BatchConfig {
         BatchConfig {
             max_records: default_max_records(),
             max_wait_ms: default_max_wait_ms(),
+            max_in_flight: default_max_in_flight(),
         }
     }
 }
 
-/// librdkafka settings streamscore manages itself; setting them would break delivery guarantees.
-pub const MANAGED_KAFKA_KEYS: &[&str] = &[
-    "enable.auto.offset.store",
-    "enable.auto.commit",
-    "group.id",
-    "bootstrap.servers",
-    "enable.idempotence",
+/// librdkafka settings streamscore manages itself, refused in every `kafka` table: the
+/// delivery guarantee rests on them. The reason names the setting to use instead, if any.
+pub const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
+    ("enable.auto.offset.store", "offsets are stored only once delivered"),
+    ("enable.auto.commit", "set by `delivery`"),
+    ("auto.commit.interval.ms", "use commit.interval_ms"),
+    ("group.id", "use group_id"),
+    ("bootstrap.servers", "use input.bootstrap_servers / output.bootstrap_servers"),
+    ("enable.idempotence", "the producer is always idempotent"),
+    ("acks", "the producer always waits for all replicas"),
+    ("request.required.acks", "the producer always waits for all replicas"),
+    ("transactional.id", "set by `delivery = \"exactly_once\"`"),
+    ("isolation.level", "inputs are read committed"),
+    ("message.max.bytes", "use output.max_message_bytes"),
 ];
 
+/// A setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct InvalidSetting {
+    /// The key, relative to the deployment (e.g. `input.topic`).
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl InvalidSetting {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        InvalidSetting {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Refuses managed librdkafka keys in a pass-through table named `table`.
+pub fn check_kafka_table(
+    table: &str,
+    kafka: &BTreeMap<String, String>,
+) -> Result<(), InvalidSetting> {
+    for k in kafka.keys() {
+        if let Some((_, why)) = MANAGED_KAFKA_KEYS.iter().find(|(m, _)| m == k) {
+            return Err(InvalidSetting::new(
+                format!("{table}.\"{k}\""),
+                format!("is managed by streamscore and cannot be overridden ({why})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl BatchConfig {
+    /// Checks the batching limits; keys are relative to `batch`.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if !(1..=100_000).contains(&self.max_records) {
+            return Err(InvalidSetting::new(
+                "batch.max_records",
+                "must be between 1 and 100000",
+            ));
+        }
+        if self.max_wait_ms > 60_000 {
+            return Err(InvalidSetting::new(
+                "batch.max_wait_ms",
+                "must be at most 60000",
+            ));
+        }
+        if self.max_in_flight < self.max_records || self.max_in_flight > 1_000_000 {
+            return Err(InvalidSetting::new(
+                "batch.max_in_flight",
+                "must be at least batch.max_records and at most 1000000",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl DeploymentConfig {
+    /// Default of `stall_timeout_ms`.
+    pub const DEFAULT_STALL_TIMEOUT_MS: u64 = 60_000;
+
     /// The consumer group id.
     pub fn group_id(&self) -> String {
         self.group_id
@@ -149,10 +307,10 @@ impl DeploymentConfig {
             .unwrap_or(&self.input.bootstrap_servers)
     }
 
-    /// Checks values serde cannot: returns `(key, reason)` for the first bad one, with `key`
-    /// relative to the deployment (e.g. `input.topic`).
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |k: &str, r: &str| Err((k.to_owned(), r.to_owned()));
+    /// Checks values serde cannot; the error names the first bad key, relative to the
+    /// deployment (e.g. `input.topic`).
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let bad = |k: &str, r: &str| Err(InvalidSetting::new(k, r));
         if self.name.trim().is_empty() {
             return bad("name", "must not be empty");
         }
@@ -185,25 +343,34 @@ impl DeploymentConfig {
         if !(1..=64).contains(&self.workers) {
             return bad("workers", "must be between 1 and 64");
         }
-        if !(1..=100_000).contains(&self.batch.max_records) {
-            return bad("batch.max_records", "must be between 1 and 100000");
-        }
-        if self.batch.max_wait_ms > 60_000 {
-            return bad("batch.max_wait_ms", "must be at most 60000");
-        }
+        self.batch.validate()?;
         if !(1..=64 * 1024 * 1024).contains(&self.input.max_record_bytes) {
             return bad("input.max_record_bytes", "must be between 1 and 67108864");
         }
-        if let Some(k) = self
-            .kafka
-            .keys()
-            .find(|k| MANAGED_KAFKA_KEYS.contains(&k.as_str()))
-        {
-            return Err((
-                format!("kafka.\"{k}\""),
-                "is managed by streamscore and cannot be overridden".into(),
-            ));
+        if !(16 * 1024..=1_000_000_000).contains(&self.output.max_message_bytes) {
+            return bad(
+                "output.max_message_bytes",
+                "must be between 16384 and 1000000000",
+            );
         }
+        if !(10..=60_000).contains(&self.commit.interval_ms) {
+            return bad("commit.interval_ms", "must be between 10 and 60000");
+        }
+        if !(1..=10_000_000).contains(&self.commit.max_records) {
+            return bad("commit.max_records", "must be between 1 and 10000000");
+        }
+        if !(10..=600_000).contains(&self.commit.transaction_interval_ms) {
+            return bad(
+                "commit.transaction_interval_ms",
+                "must be between 10 and 600000",
+            );
+        }
+        if !(1_000..=86_400_000).contains(&self.stall_timeout_ms) {
+            return bad("stall_timeout_ms", "must be between 1000 and 86400000");
+        }
+        check_kafka_table("kafka", &self.kafka)?;
+        check_kafka_table("input.kafka", &self.input.kafka)?;
+        check_kafka_table("output.kafka", &self.output.kafka)?;
         Ok(())
     }
 }

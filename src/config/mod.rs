@@ -4,7 +4,8 @@
 mod deployment;
 
 pub use deployment::{
-    BatchConfig, DeploymentConfig, InputConfig, OutputConfig, MANAGED_KAFKA_KEYS,
+    check_kafka_table, BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig,
+    InvalidSetting, OutputConfig, MANAGED_KAFKA_KEYS,
 };
 
 use config::{Config, Environment, File, FileFormat};
@@ -161,6 +162,9 @@ pub struct ControlPlaneSettings {
     pub batch: BatchConfig,
     /// Extra librdkafka settings of API-created deployments.
     pub kafka: std::collections::BTreeMap<String, String>,
+    /// Offset commit cadence of API-created deployments.
+    #[serde(default)]
+    pub commit: CommitConfig,
 }
 
 impl Settings {
@@ -195,11 +199,23 @@ impl Settings {
                 reason: "must be between 1 and 300000".into(),
             });
         }
+        let invalid = |e: InvalidSetting| ConfigError::Invalid {
+            key: format!("control.{}", e.key),
+            reason: e.reason,
+        };
+        self.control.batch.validate().map_err(invalid)?;
+        check_kafka_table("kafka", &self.control.kafka).map_err(invalid)?;
+        if !(1..=64).contains(&self.control.workers) {
+            return Err(invalid(InvalidSetting {
+                key: "workers".into(),
+                reason: "must be between 1 and 64".into(),
+            }));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, d) in self.deployments.iter().enumerate() {
-            d.validate().map_err(|(key, reason)| ConfigError::Invalid {
-                key: format!("deployments[{i}].{key}"),
-                reason,
+            d.validate().map_err(|e| ConfigError::Invalid {
+                key: format!("deployments[{i}].{}", e.key),
+                reason: e.reason,
             })?;
             if !names.insert(d.name.as_str()) {
                 return Err(ConfigError::Invalid {

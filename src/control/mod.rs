@@ -9,7 +9,7 @@
 pub mod record;
 pub mod socket;
 
-use crate::config::{BatchConfig, DeploymentConfig, InputConfig, OutputConfig};
+use crate::config::{BatchConfig, CommitConfig, DeploymentConfig, InputConfig, OutputConfig};
 use crate::input::InputFormat;
 use crate::model::{Model, ModelHandle};
 use crate::store::{write_atomically_with_mode, ModelStore, StoreError, VersionInfo};
@@ -84,6 +84,8 @@ pub struct ControlSettings {
     pub batch: BatchConfig,
     /// Extra librdkafka settings for API-created deployments.
     pub kafka: BTreeMap<String, String>,
+    /// Offset commit cadence of API-created deployments.
+    pub commit: CommitConfig,
     /// Longest a stop may drain before in-flight work is abandoned uncommitted.
     pub drain_timeout: Duration,
 }
@@ -219,6 +221,7 @@ impl Manager {
             created_at: now,
             modified_at: now,
             origin: Origin::Config,
+            delivery: d.delivery,
         };
         entries.insert(d.name.clone(), Entry::new(record, Some(d)));
         Ok(())
@@ -258,7 +261,12 @@ impl Manager {
             created_at: now,
             modified_at: now,
             origin: Origin::Api,
+            delivery: req.delivery,
         };
+        // The same validation as a deployment declared in configuration.
+        self.api_deployment_config(&record)
+            .validate()
+            .map_err(|e| ControlError::Invalid(e.to_string()))?;
         self.persist(&record)?;
         let mut entries = self.entries.lock().await;
         let mut entry = Entry::new(record, None);
@@ -434,10 +442,14 @@ impl Manager {
 
     /// What the data plane runs for an entry.
     fn deployment_config(&self, e: &Entry) -> DeploymentConfig {
-        if let Some(d) = &e.declared {
-            return d.clone();
+        match &e.declared {
+            Some(d) => d.clone(),
+            None => self.api_deployment_config(&e.record),
         }
-        let r = &e.record;
+    }
+
+    /// The data-plane settings of a deployment created over the API.
+    fn api_deployment_config(&self, r: &DeploymentRecord) -> DeploymentConfig {
         DeploymentConfig {
             name: r.guid.clone(),
             model: None,
@@ -453,12 +465,16 @@ impl Manager {
                 topic: r.output.target.topic.clone(),
                 dlq_topic: None,
                 bootstrap_servers: Some(r.output.connection.kafka_brokers_sasl.join(",")),
+                max_message_bytes: OutputConfig::DEFAULT_MAX_MESSAGE_BYTES,
                 kafka: sasl(&r.output.connection),
             },
             group_id: Some(format!("streamscore-{}", r.guid)),
             workers: self.settings.workers,
             batch: self.settings.batch,
             kafka: self.settings.kafka.clone(),
+            delivery: r.delivery,
+            commit: self.settings.commit,
+            stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The stream-deployment resource as the seed API shapes it, and its persisted form.
 
+use crate::config::Delivery;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -65,6 +66,9 @@ pub struct CreateRequest {
     pub input: Input,
     /// Output topic and connection.
     pub output: Output,
+    /// Delivery guarantee (`at_least_once` when absent).
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 /// What the operator asked for.
@@ -112,6 +116,9 @@ pub struct DeploymentRecord {
     pub modified_at: DateTime<Utc>,
     /// Where it was declared.
     pub origin: Origin,
+    /// Delivery guarantee (`at_least_once` in records written before it existed).
+    #[serde(default)]
+    pub delivery: Delivery,
 }
 
 /// Field names whose values are never returned.

@@ -1,20 +1,25 @@
-//! librdkafka client settings for a deployment's consumers and producer.
+//! librdkafka client settings for a deployment's consumers and producers.
+//!
+//! The settings the delivery guarantee rests on are set here last, after the user's
+//! pass-through tables, and configuration refuses those keys in every table
+//! ([`crate::config::MANAGED_KAFKA_KEYS`]), so they cannot be overridden.
 
-use crate::config::DeploymentConfig;
+use crate::config::{Delivery, DeploymentConfig};
 use rdkafka::ClientConfig;
 
-/// Consumer settings: manual offset store + periodic auto-commit of what was stored, so only
-/// delivered offsets are ever committed.
+/// Default wait of a fetch request for data: short enough that a record waits little at low
+/// rates, long enough that an idle consumer sends ~20 fetches per second, not hundreds.
+pub const DEFAULT_FETCH_WAIT_MS: &str = "50";
+
+/// Consumer settings: manual offset store (only delivered offsets are ever stored) and
+/// periodic auto-commit of what was stored; for exactly-once, no consumer commits at all
+/// (offsets go through the producer's transactions).
 pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &d.input.bootstrap_servers)
-        .set("group.id", d.group_id())
-        .set("client.id", format!("streamscore-{}-{worker}", d.name))
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
+    c.set("client.id", format!("streamscore-{}-{worker}", d.name))
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS)
         // Bound librdkafka's prefetch so a stalled pipeline holds little memory.
         .set("queued.max.messages.kbytes", "16384");
     for (k, v) in &d.kafka {
@@ -25,18 +30,24 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     for (k, v) in &d.input.kafka {
         c.set(k, v);
     }
+    let auto_commit = d.delivery == Delivery::AtLeastOnce;
+    c.set("bootstrap.servers", &d.input.bootstrap_servers)
+        .set("group.id", d.group_id())
+        .set("enable.auto.offset.store", "false")
+        .set("enable.auto.commit", auto_commit.to_string())
+        .set("auto.commit.interval.ms", d.commit.interval_ms.to_string())
+        .set("isolation.level", "read_committed");
     c
 }
 
-/// Producer settings: idempotent (no duplicates or reordering from internal retries), retried
-/// without a deadline by librdkafka and, past that, by streamscore.
-pub fn producer_config(d: &DeploymentConfig) -> ClientConfig {
+/// Producer settings: idempotent (no duplicates or reordering from internal retries); for
+/// exactly-once, transactional with an id unique to this process and worker.
+pub fn producer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", d.output_servers())
-        .set("client.id", format!("streamscore-{}-producer", d.name))
-        .set("enable.idempotence", "true")
+    c.set("client.id", format!("streamscore-{}-producer-{worker}", d.name))
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000");
+        .set("message.timeout.ms", "30000")
+        .set("queue.buffering.max.messages", "1000000");
     for (k, v) in &d.kafka {
         if !is_consumer_only(k) {
             c.set(k, v);
@@ -44,6 +55,20 @@ pub fn producer_config(d: &DeploymentConfig) -> ClientConfig {
     }
     for (k, v) in &d.output.kafka {
         c.set(k, v);
+    }
+    c.set("bootstrap.servers", d.output_servers())
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.max.bytes", d.output.max_message_bytes.to_string());
+    if d.delivery == Delivery::ExactlyOnce {
+        c.set(
+            "transactional.id",
+            format!(
+                "streamscore-{}-{worker}-{}",
+                d.group_id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+        );
     }
     c
 }
@@ -70,6 +95,7 @@ fn is_producer_only(key: &str) -> bool {
         || key.starts_with("message.timeout")
         || key.starts_with("queue.buffering")
         || key.starts_with("transactional.")
+        || key.starts_with("transaction.")
         || key.starts_with("delivery.")
         || key.starts_with("retries")
         || key.starts_with("retry.")

@@ -1,31 +1,43 @@
-//! The data plane: a deployment's consumer pool, micro-batcher, scorer and producer.
+//! The data plane: one deployment's workers, each a staged pipeline.
 //!
 //! ```text
-//! input topic ─► worker × N (consumer, batcher) ─► score_batch (blocking pool) ─► producer
-//!                      ▲                                                            │
-//!                      └──────── store offset when delivered (tracker) ◄────────────┘
+//!             consumer thread                      scorer thread           librdkafka
+//! input ──► consumer.rs ──► batcher.rs ══bounded══► scorer.rs ──► producer.rs ──► output/DLQ
+//! topic     poll, pause,    max records,  channel   parse, score,  send; delivery callback
+//!           rebalances      max wait                encode          carries (partition, offset)
+//!              ▲                                                         │
+//!              └── store + commit ◄── acker.rs (contiguous delivered) ◄──┘
+//!                                     transactions.rs (exactly-once: offsets in the txn)
 //! ```
 //!
-//! Each worker is one consumer in the deployment's group; partitions spread across workers and
-//! across processes. See [`worker`] for the loop and [`offsets`] for the at-least-once rule.
+//! Follow one record: [`consumer`] polls it and copies it into the [`batcher`]'s batch; the
+//! batch is registered with the [`acker`] and sent to the [`scorer`], which parses, scores
+//! and encodes it ([`record`]) and hands it to the [`producer`]. The delivery callback marks it
+//! delivered in the acker; the consumer stores each partition's contiguous delivered prefix and
+//! commits it. A failed delivery rewinds the worker to its first undelivered record with a new
+//! producer ([`acker::Fault`]). [`worker`] assembles one pipeline; `workers` of them share the
+//! deployment's consumer group.
 
+pub mod acker;
+pub mod batcher;
+pub mod consumer;
 pub mod kafka;
-pub mod offsets;
+pub mod producer;
 pub mod record;
+pub mod scorer;
 mod stats;
+pub mod transactions;
 pub mod worker;
 
-pub use record::{InRecord, OutRecord, ScoreContext, ServingModel};
+pub use record::{ScoreContext, ServingModel};
 pub use stats::{Stats, StatsSnapshot};
 
 use crate::config::DeploymentConfig;
 use crate::input::InputSpec;
 use crate::model::ModelHandle;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 use worker::Worker;
@@ -36,9 +48,12 @@ pub enum StreamError {
     /// A Kafka client could not be created or subscribed.
     #[error("Kafka: {0}")]
     Kafka(#[from] KafkaError),
-    /// The scoring task failed (a bug: scoring must not panic).
-    #[error("scoring task failed: {0}")]
+    /// The scoring thread failed (a bug: scoring must not panic).
+    #[error("scoring failed: {0}")]
     Scoring(String),
+    /// Records cannot be delivered without an operator (missing topic, authorization).
+    #[error("{0}")]
+    Delivery(String),
 }
 
 /// Handles to stop a running deployment.
@@ -50,7 +65,7 @@ pub struct StopHandles {
     pub abort: CancellationToken,
 }
 
-/// Runs one deployment until stopped: `workers` consumers sharing one producer.
+/// Runs one deployment until stopped: `workers` pipelines, each on its own threads.
 pub async fn run_deployment(
     config: Arc<DeploymentConfig>,
     deployment_id: &str,
@@ -58,7 +73,6 @@ pub async fn run_deployment(
     handles: StopHandles,
     stats: Arc<Stats>,
 ) -> Result<(), StreamError> {
-    let producer: FutureProducer = kafka::producer_config(&config).create()?;
     let score_ctx = Arc::new(ScoreContext {
         deployment: deployment_id.into(),
         input_topic: config.input.topic.as_str().into(),
@@ -69,41 +83,48 @@ pub async fn run_deployment(
             text_field: config.input.text_field.clone(),
             max_bytes: config.input.max_record_bytes,
         },
+        max_message_bytes: config.output.max_message_bytes,
     });
-    let mut set = JoinSet::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(config.workers.max(1));
     for index in 0..config.workers {
         let w = Worker {
             index,
             config: config.clone(),
             score_ctx: score_ctx.clone(),
             model: model.clone(),
-            producer: producer.clone(),
             stop: handles.stop.clone(),
             abort: handles.abort.clone(),
             stats: stats.clone(),
         };
-        set.spawn(w.run());
+        let done = done_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ss-consume-{index}"))
+            .spawn(move || {
+                let _ = done.blocking_send(w.run());
+            });
+        if let Err(e) = spawned {
+            let _ = done_tx
+                .send(Err(StreamError::Scoring(format!("cannot start a worker: {e}"))))
+                .await;
+        }
     }
+    drop(done_tx);
     let progress = tokio::spawn(progress_task(
         config.name.clone(),
         stats.clone(),
         handles.stop.clone(),
     ));
     let mut result = Ok(());
-    while let Some(joined) = set.join_next().await {
-        let r = joined
-            .map_err(|e| StreamError::Scoring(e.to_string()))
-            .and_then(|r| r);
+    while let Some(r) = done_rx.recv().await {
         if let Err(e) = r {
             error!(deployment = %config.name, error = %e, "worker failed; stopping the deployment");
             handles.stop.cancel();
-            result = Err(e);
+            if result.is_ok() {
+                result = Err(e);
+            }
         }
     }
     progress.abort();
-    // Everything delivered was awaited by the workers; flush anything still queued.
-    let flushing = producer.clone();
-    let _ = tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await;
     info!(deployment = %config.name, stats = ?stats.snapshot(), "deployment stopped");
     result
 }

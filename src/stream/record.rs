@@ -1,7 +1,9 @@
-//! Turning consumed records into output or dead-letter records (the CPU work of a batch).
+//! Record encoding: a consumed record's bytes in, its output or dead letter out (the CPU work
+//! of a batch), borrowed from the batch and written into reused buffers.
 
-use crate::input::InputSpec;
-use crate::model::{Model, Scratch};
+use crate::input::{InputError, InputSpec};
+use crate::model::{Label, Model, Scratch};
+use sha2::{Digest, Sha256};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Serialize;
 use std::sync::Arc;
@@ -17,42 +19,6 @@ pub struct ServingModel {
     pub version: String,
 }
 
-/// A consumed record, owned, waiting to be scored.
-#[derive(Debug, Clone)]
-pub struct InRecord {
-    /// Source partition.
-    pub partition: i32,
-    /// Source offset.
-    pub offset: i64,
-    /// Record key, kept on the output.
-    pub key: Option<Vec<u8>>,
-    /// Record value.
-    pub payload: Option<Vec<u8>>,
-    /// Record timestamp (ms since the epoch), for latency.
-    pub timestamp_ms: Option<i64>,
-}
-
-/// A record ready to produce.
-#[derive(Debug, Clone)]
-pub struct OutRecord {
-    /// Source partition (for offset tracking).
-    pub partition: i32,
-    /// Source offset (for offset tracking).
-    pub offset: i64,
-    /// Destination topic.
-    pub topic: Arc<str>,
-    /// Key: the input's key.
-    pub key: Option<Vec<u8>>,
-    /// Value: output JSON, or the original bytes for a dead letter.
-    pub value: Vec<u8>,
-    /// Headers.
-    pub headers: OwnedHeaders,
-    /// Dead-letter reason, when this is a dead letter.
-    pub dead_letter: Option<&'static str>,
-    /// Input timestamp, for end-to-end latency.
-    pub timestamp_ms: Option<i64>,
-}
-
 /// What a deployment's scoring step needs besides the model.
 #[derive(Debug, Clone)]
 pub struct ScoreContext {
@@ -66,6 +32,8 @@ pub struct ScoreContext {
     pub dlq_topic: Arc<str>,
     /// How to read input values.
     pub input: InputSpec,
+    /// Largest record the producer sends (key, value and headers); longer dead letters are cut.
+    pub max_message_bytes: usize,
 }
 
 #[derive(Serialize)]
@@ -107,9 +75,167 @@ pub mod headers {
     pub const ERROR_REASON: &str = "streamscore.error.reason";
     /// Dead-letter reason, in words.
     pub const ERROR_MESSAGE: &str = "streamscore.error.message";
+    /// Size of the original value of a dead letter that was cut to fit (decimal bytes).
+    pub const ORIGINAL_SIZE: &str = "streamscore.original.size";
+    /// SHA-256 (hex) of the original value of a dead letter that was cut to fit.
+    pub const ORIGINAL_SHA256: &str = "streamscore.original.sha256";
 }
 
-fn source_headers(ctx: &ScoreContext, r: &InRecord) -> OwnedHeaders {
+/// Room kept for headers and framing when cutting a dead letter to `max_message_bytes`.
+const DEAD_LETTER_HEADROOM: usize = 4096;
+
+/// What one consumed record becomes: a labeled output or a dead letter.
+#[derive(Debug)]
+pub struct Outcome<'a> {
+    /// Destination topic.
+    pub topic: &'a str,
+    /// Value to produce (`None` keeps a tombstone a tombstone).
+    pub value: Option<&'a [u8]>,
+    /// Headers.
+    pub headers: OwnedHeaders,
+    /// Dead-letter reason, when this is a dead letter.
+    pub dead_letter: Option<&'static str>,
+    /// The predicted label, when scored.
+    pub label: Option<Label>,
+}
+
+/// Turns consumed records into outputs, reusing its buffers from record to record.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    buf: Vec<u8>,
+    scratch: Scratch,
+    scored_at: String,
+}
+
+impl Encoder {
+    /// Starts a batch: every output of the batch carries this time as `scored_at`.
+    pub fn begin_batch(&mut self) {
+        self.scored_at.clear();
+        use std::fmt::Write;
+        let _ = write!(
+            self.scored_at,
+            "{}",
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        );
+    }
+
+    /// Scores one record: its output, or its dead letter (original bytes, cut to fit the
+    /// producer's limit when needed). Never panics on record content.
+    pub fn encode<'a>(
+        &'a mut self,
+        serving: &'a ServingModel,
+        ctx: &'a ScoreContext,
+        partition: i32,
+        offset: i64,
+        key_len: usize,
+        payload: Option<&'a [u8]>,
+    ) -> Outcome<'a> {
+        let parsed = match payload {
+            Some(bytes) => ctx.input.parse_borrowed(bytes),
+            None => Err(InputError::NullValue),
+        };
+        let headers = source_headers(ctx, partition, offset);
+        match parsed {
+            Ok(p) => {
+                let pred = serving.model.score_with(&p.text, &mut self.scratch);
+                self.buf.clear();
+                // Serializing this struct of strings and numbers into a Vec cannot fail.
+                let _ = serde_json::to_writer(
+                    &mut self.buf,
+                    &Output {
+                        id: p.id.as_deref(),
+                        prediction: pred.label.as_str(),
+                        probability: (f64::from(pred.probability) * 10_000.0).round() / 10_000.0,
+                        model: ModelRef {
+                            context_id: &serving.context_id,
+                            version: &serving.version,
+                        },
+                        deployment: &ctx.deployment,
+                        source: Source {
+                            topic: &ctx.input_topic,
+                            partition,
+                            offset,
+                        },
+                        scored_at: &self.scored_at,
+                    },
+                );
+                Outcome {
+                    topic: &ctx.output_topic,
+                    value: Some(&self.buf),
+                    headers: headers.insert(Header {
+                        key: headers::MODEL_VERSION,
+                        value: Some(serving.version.as_bytes()),
+                    }),
+                    dead_letter: None,
+                    label: Some(pred.label),
+                }
+            }
+            Err(e) => {
+                let limit = ctx
+                    .max_message_bytes
+                    .saturating_sub(key_len + DEAD_LETTER_HEADROOM);
+                let (value, headers) = dead_letter_value(payload, limit, headers);
+                Outcome {
+                    topic: &ctx.dlq_topic,
+                    value,
+                    headers: headers
+                        .insert(Header {
+                            key: headers::ERROR_REASON,
+                            value: Some(e.code().as_bytes()),
+                        })
+                        .insert(Header {
+                            key: headers::ERROR_MESSAGE,
+                            value: Some(e.to_string().as_bytes()),
+                        }),
+                    dead_letter: Some(e.code()),
+                    label: None,
+                }
+            }
+        }
+    }
+}
+
+/// A dead letter's value: the original bytes, or their first `limit` bytes with the original
+/// size and SHA-256 in headers when they do not fit.
+pub fn dead_letter_value(
+    payload: Option<&[u8]>,
+    limit: usize,
+    headers: OwnedHeaders,
+) -> (Option<&[u8]>, OwnedHeaders) {
+    match payload {
+        Some(p) if p.len() > limit => (
+            Some(&p[..limit]),
+            original_headers(headers, p.len(), &sha256_hex(p)),
+        ),
+        other => (other, headers),
+    }
+}
+
+/// Adds the original size and SHA-256 of a value that was cut.
+pub fn original_headers(headers: OwnedHeaders, size: usize, sha256: &str) -> OwnedHeaders {
+    headers
+        .insert(Header {
+            key: headers::ORIGINAL_SIZE,
+            value: Some(itoa::Buffer::new().format(size).as_bytes()),
+        })
+        .insert(Header {
+            key: headers::ORIGINAL_SHA256,
+            value: Some(sha256.as_bytes()),
+        })
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The source topic, partition and offset headers every output and dead letter carries.
+pub fn source_headers(ctx: &ScoreContext, partition: i32, offset: i64) -> OwnedHeaders {
+    let mut p = itoa::Buffer::new();
+    let mut o = itoa::Buffer::new();
     OwnedHeaders::new_with_capacity(6)
         .insert(Header {
             key: headers::SOURCE_TOPIC,
@@ -117,89 +243,12 @@ fn source_headers(ctx: &ScoreContext, r: &InRecord) -> OwnedHeaders {
         })
         .insert(Header {
             key: headers::SOURCE_PARTITION,
-            value: Some(r.partition.to_string().as_bytes()),
+            value: Some(p.format(partition).as_bytes()),
         })
         .insert(Header {
             key: headers::SOURCE_OFFSET,
-            value: Some(r.offset.to_string().as_bytes()),
+            value: Some(o.format(offset).as_bytes()),
         })
-}
-
-/// Scores a batch: every input record becomes exactly one output or dead-letter record, in
-/// input order. Runs on a blocking thread; never panics on record content.
-pub fn score_batch(
-    serving: &ServingModel,
-    ctx: &ScoreContext,
-    records: Vec<InRecord>,
-) -> Vec<OutRecord> {
-    let scored_at = chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string();
-    let mut scratch = Scratch::default();
-    let mut out = Vec::with_capacity(records.len());
-    for r in records {
-        let parsed = ctx.input.parse(r.payload.as_deref().unwrap_or_default());
-        let rec = match parsed {
-            Ok(p) => {
-                let pred = serving.model.score_with(&p.text, &mut scratch);
-                let value = serde_json::to_vec(&Output {
-                    id: p.id.as_deref(),
-                    prediction: pred.label.as_str(),
-                    probability: (f64::from(pred.probability) * 10_000.0).round() / 10_000.0,
-                    model: ModelRef {
-                        context_id: &serving.context_id,
-                        version: &serving.version,
-                    },
-                    deployment: &ctx.deployment,
-                    source: Source {
-                        topic: &ctx.input_topic,
-                        partition: r.partition,
-                        offset: r.offset,
-                    },
-                    scored_at: &scored_at,
-                })
-                // Serializing this struct of strings and numbers cannot fail.
-                .unwrap_or_default();
-                let headers = source_headers(ctx, &r).insert(Header {
-                    key: headers::MODEL_VERSION,
-                    value: Some(serving.version.as_bytes()),
-                });
-                OutRecord {
-                    partition: r.partition,
-                    offset: r.offset,
-                    topic: ctx.output_topic.clone(),
-                    key: r.key,
-                    value,
-                    headers,
-                    dead_letter: None,
-                    timestamp_ms: r.timestamp_ms,
-                }
-            }
-            Err(e) => {
-                let headers = source_headers(ctx, &r)
-                    .insert(Header {
-                        key: headers::ERROR_REASON,
-                        value: Some(e.code().as_bytes()),
-                    })
-                    .insert(Header {
-                        key: headers::ERROR_MESSAGE,
-                        value: Some(e.to_string().as_bytes()),
-                    });
-                OutRecord {
-                    partition: r.partition,
-                    offset: r.offset,
-                    topic: ctx.dlq_topic.clone(),
-                    key: r.key,
-                    value: r.payload.unwrap_or_default(),
-                    headers,
-                    dead_letter: Some(e.code()),
-                    timestamp_ms: r.timestamp_ms,
-                }
-            }
-        };
-        out.push(rec);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -217,6 +266,7 @@ mod tests {
                 format: crate::input::InputFormat::Json,
                 ..InputSpec::default()
             },
+            max_message_bytes: 16 * 1024,
         }
     }
 
@@ -228,63 +278,80 @@ mod tests {
         }
     }
 
-    fn rec(offset: i64, payload: &[u8]) -> InRecord {
-        InRecord {
-            partition: 2,
-            offset,
-            key: Some(format!("k{offset}").into_bytes()),
-            payload: Some(payload.to_vec()),
-            timestamp_ms: Some(1),
-        }
-    }
-
     fn header<'a>(h: &'a OwnedHeaders, key: &str) -> Option<&'a [u8]> {
         h.iter().find(|x| x.key == key).and_then(|x| x.value)
     }
 
     #[test]
-    fn every_record_becomes_one_output_in_order() {
-        let records = vec![
-            rec(5, br#"{"id_str": "1204", "text": "I love it"}"#),
-            rec(6, b"\xff\xfe"),
-            rec(7, b"{nope"),
-            rec(8, br#"{"text": ""}"#),
-            rec(9, br#"{"other": 1}"#),
-        ];
-        let out = score_batch(&serving(), &ctx(), records);
-        assert_eq!(
-            out.iter().map(|o| o.offset).collect::<Vec<_>>(),
-            [5, 6, 7, 8, 9]
+    fn a_scored_record_carries_label_model_source_and_headers() {
+        let (serving, ctx) = (serving(), ctx());
+        let mut enc = Encoder::default();
+        enc.begin_batch();
+        let out = enc.encode(
+            &serving,
+            &ctx,
+            2,
+            5,
+            2,
+            Some(br#"{"id_str": "1204", "text": "I love it"}"#),
         );
-        let v: serde_json::Value = serde_json::from_slice(&out[0].value).unwrap();
+        assert_eq!((out.topic, out.dead_letter), ("out", None));
+        assert_eq!(out.label, Some(Label::Positive));
+        let v: serde_json::Value = serde_json::from_slice(out.value.unwrap()).unwrap();
         assert_eq!(v["id"], "1204");
         assert_eq!(v["prediction"], "POSITIVE");
         assert_eq!(v["model"]["version"], "3");
         assert_eq!(v["source"]["offset"], 5);
+        assert_eq!(v["source"]["partition"], 2);
         assert_eq!(v["deployment"], "dep-1");
-        assert_eq!(&*out[0].topic, "out");
-        assert_eq!(out[0].key.as_deref(), Some(&b"k5"[..]));
+        assert!(v["scored_at"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(header(&out.headers, headers::MODEL_VERSION), Some(&b"3"[..]));
+        assert_eq!(header(&out.headers, headers::SOURCE_OFFSET), Some(&b"5"[..]));
+        assert_eq!(header(&out.headers, headers::SOURCE_PARTITION), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn bad_records_become_dead_letters_with_their_original_bytes() {
+        let (serving, ctx) = (serving(), ctx());
+        let mut enc = Encoder::default();
+        let cases: [(Option<&[u8]>, &str); 5] = [
+            (Some(b"\xff\xfe"), "not_utf8"),
+            (Some(b"{nope"), "invalid_json"),
+            (Some(br#"{"text": ""}"#), "empty_text"),
+            (Some(br#"{"other": 1}"#), "missing_text"),
+            (None, "null_value"),
+        ];
+        for (payload, reason) in cases {
+            let out = enc.encode(&serving, &ctx, 0, 9, 0, payload);
+            assert_eq!(out.topic, "out.dlq");
+            assert_eq!(out.dead_letter, Some(reason));
+            assert_eq!(out.value, payload, "dead letters keep the original bytes (or null)");
+            assert_eq!(
+                header(&out.headers, headers::ERROR_REASON),
+                Some(reason.as_bytes())
+            );
+            assert_eq!(header(&out.headers, headers::ORIGINAL_SIZE), None);
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_too_large_for_the_producer_is_cut_with_size_and_digest() {
+        let serving = serving();
+        let mut ctx = ctx();
+        ctx.input.max_bytes = 1024;
+        let big = vec![b'x'; 40_000];
+        let mut enc = Encoder::default();
+        let out = enc.encode(&serving, &ctx, 0, 1, 10, Some(&big));
+        assert_eq!(out.dead_letter, Some("too_large"));
+        let limit = 16 * 1024 - 10 - DEAD_LETTER_HEADROOM;
+        assert_eq!(out.value.map(<[u8]>::len), Some(limit));
         assert_eq!(
-            header(&out[0].headers, headers::MODEL_VERSION),
-            Some(&b"3"[..])
+            header(&out.headers, headers::ORIGINAL_SIZE),
+            Some(&b"40000"[..])
         );
         assert_eq!(
-            header(&out[0].headers, headers::SOURCE_OFFSET),
-            Some(&b"5"[..])
-        );
-        let reasons: Vec<_> = out[1..].iter().map(|o| o.dead_letter.unwrap()).collect();
-        assert_eq!(
-            reasons,
-            ["not_utf8", "invalid_json", "empty_text", "missing_text"]
-        );
-        assert!(out[1..].iter().all(|o| &*o.topic == "out.dlq"));
-        assert_eq!(
-            out[1].value, b"\xff\xfe",
-            "dead letters keep the original bytes"
-        );
-        assert_eq!(
-            header(&out[2].headers, headers::ERROR_REASON),
-            Some(&b"invalid_json"[..])
+            header(&out.headers, headers::ORIGINAL_SHA256),
+            Some(sha256_hex(&big).as_bytes())
         );
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Counters of one deployment since it started in this process.
 #[derive(Debug, Default)]
@@ -10,6 +11,9 @@ pub struct Stats {
     scored: AtomicU64,
     dead_lettered: AtomicU64,
     delivery_retries: AtomicU64,
+    /// One bit per worker whose deliveries have not moved for `stall_timeout_ms`.
+    stalled: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -21,8 +25,10 @@ pub struct StatsSnapshot {
     pub scored: u64,
     /// Records delivered to the dead-letter topic.
     pub dead_lettered: u64,
-    /// Deliveries that failed and were sent again.
+    /// Failed deliveries answered by a rewind and a new producer.
     pub delivery_retries: u64,
+    /// Workers whose deliveries are stuck while records wait.
+    pub stalled_workers: u32,
 }
 
 impl Stats {
@@ -45,6 +51,29 @@ impl Stats {
         self.delivery_retries.fetch_add(1, Relaxed);
     }
 
+    /// Marks worker `index` (below 64) stalled or moving.
+    pub fn set_stalled(&self, index: usize, stalled: bool) {
+        let bit = 1u64 << (index % 64);
+        if stalled {
+            self.stalled.fetch_or(bit, Relaxed);
+        } else if self.stalled.load(Relaxed) & bit != 0 {
+            self.stalled.fetch_and(!bit, Relaxed);
+        }
+    }
+
+    /// Remembers the last delivery error (shown with a stall).
+    pub fn set_last_error(&self, why: &str) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
+    }
+
+    /// The last delivery error, if any.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Current values.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
@@ -52,6 +81,7 @@ impl Stats {
             scored: self.scored.load(Relaxed),
             dead_lettered: self.dead_lettered.load(Relaxed),
             delivery_retries: self.delivery_retries.load(Relaxed),
+            stalled_workers: self.stalled.load(Relaxed).count_ones(),
         }
     }
 }

@@ -1,0 +1,357 @@
+//! The acknowledger: what is in flight, what was delivered, and which offsets may be stored.
+//!
+//! Per partition, the offsets handed to the scorer and not yet delivered, in order. An offset
+//! may be stored (then committed) only when it and everything below it is delivered: the value
+//! stored is the next offset to read, `highest contiguous delivered + 1`.
+//!
+//! [`Acker`] is shared by one worker's stages: the consumer registers dispatched batches and
+//! stores the offsets it finds ready, the producer's delivery callback marks records delivered,
+//! and any stage may raise a [`Fault`], which the consumer answers by rewinding. Every rewind
+//! starts a new *epoch*: deliveries and batches of an older epoch are ignored.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Offsets in flight for every owned partition.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    partitions: HashMap<i32, VecDeque<(i64, bool)>>,
+    in_flight: usize,
+}
+
+impl OffsetTracker {
+    /// Records that `offset` of `partition` was consumed and is now in flight.
+    pub fn consumed(&mut self, partition: i32, offset: i64) {
+        let q = self.partitions.entry(partition).or_default();
+        // Offsets arrive in increasing order per partition; a replay below what is tracked
+        // (after a seek) drops the stale tail so the queue stays ordered.
+        while q.back().is_some_and(|&(last, _)| offset <= last) {
+            q.pop_back();
+            self.in_flight -= 1;
+        }
+        q.push_back((offset, false));
+        self.in_flight += 1;
+    }
+
+    /// Records that `offset` of `partition` reached its output (or dead-letter) topic. Returns
+    /// the offset to store when the contiguous delivered prefix moved, i.e. the next offset a
+    /// restarted consumer should read.
+    pub fn delivered(&mut self, partition: i32, offset: i64) -> Option<i64> {
+        let q = self.partitions.get_mut(&partition)?;
+        let i = q.binary_search_by_key(&offset, |&(o, _)| o).ok()?;
+        q[i].1 = true;
+        let mut next = None;
+        while let Some(&(o, true)) = q.front() {
+            next = Some(o + 1);
+            q.pop_front();
+            self.in_flight -= 1;
+        }
+        next
+    }
+
+    /// Marks every offset of `partition` below `next` delivered (a committed transaction).
+    pub fn delivered_below(&mut self, partition: i32, next: i64) {
+        if let Some(q) = self.partitions.get_mut(&partition) {
+            while q.front().is_some_and(|&(o, _)| o < next) {
+                q.pop_front();
+                self.in_flight -= 1;
+            }
+        }
+    }
+
+    /// Forgets partitions (revoked, lost, or newly assigned: nothing of an earlier owner
+    /// may linger).
+    pub fn forget(&mut self, partitions: impl IntoIterator<Item = i32>) {
+        for p in partitions {
+            if let Some(q) = self.partitions.remove(&p) {
+                self.in_flight -= q.len();
+            }
+        }
+    }
+
+    /// Records in flight across all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Records in flight in the given partitions.
+    pub fn in_flight_of(&self, partitions: &[i32]) -> usize {
+        partitions
+            .iter()
+            .filter_map(|p| self.partitions.get(p))
+            .map(VecDeque::len)
+            .sum()
+    }
+
+    /// The first undelivered offset of every partition with records in flight: where to
+    /// resume reading so that nothing undelivered is skipped.
+    pub fn resume_points(&self) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter_map(|(&p, q)| q.iter().find(|(_, done)| !done).map(|&(o, _)| (p, o)))
+            .collect()
+    }
+}
+
+/// Something that stops delivery from going on as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// A delivery failed in a way a fresh producer and a replay may fix (timeout, broker
+    /// error, fenced producer, aborted transaction).
+    Retry(String),
+    /// Delivery cannot succeed without an operator (missing topic, authorization).
+    Fatal(String),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tracker: OffsetTracker,
+    to_store: HashMap<i32, i64>,
+    epoch: u64,
+    fault: Option<Fault>,
+    commit_requested: bool,
+    delivered_count: u64,
+}
+
+/// The acknowledgement state one worker's stages share.
+#[derive(Debug, Default)]
+pub struct Acker {
+    state: Mutex<State>,
+    /// Signalled whenever records are delivered or a fault is raised.
+    changed: Condvar,
+}
+
+impl Acker {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update is a short call that leaves the state consistent, so a poisoned lock
+        // (a panic elsewhere) still holds usable data.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.lock().epoch
+    }
+
+    /// Registers a dispatched batch's records as in flight.
+    pub fn dispatched(&self, records: impl Iterator<Item = (i32, i64)>) {
+        let mut s = self.lock();
+        for (p, o) in records {
+            s.tracker.consumed(p, o);
+        }
+    }
+
+    /// Marks a record of `epoch` delivered (at-least-once).
+    pub fn delivered(&self, epoch: u64, partition: i32, offset: i64) {
+        let mut s = self.lock();
+        if s.epoch != epoch {
+            return;
+        }
+        s.delivered_count += 1;
+        if let Some(next) = s.tracker.delivered(partition, offset) {
+            s.to_store.insert(partition, next);
+            self.changed.notify_all();
+        }
+    }
+
+    /// Marks everything below each `(partition, next)` delivered (a committed transaction).
+    pub fn committed(&self, epoch: u64, offsets: &HashMap<i32, i64>) {
+        let mut s = self.lock();
+        if s.epoch != epoch {
+            return;
+        }
+        for (&p, &next) in offsets {
+            s.tracker.delivered_below(p, next);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Records delivered since the last call (at-least-once).
+    pub fn take_delivered_count(&self) -> u64 {
+        std::mem::take(&mut self.lock().delivered_count)
+    }
+
+    /// Takes the offsets whose delivered prefix moved since the last call.
+    pub fn take_to_store(&self) -> HashMap<i32, i64> {
+        std::mem::take(&mut self.lock().to_store)
+    }
+
+    /// Raises a fault for `epoch` (ignored when the epoch is over; the first fault stays).
+    pub fn raise(&self, epoch: u64, fault: Fault) {
+        let mut s = self.lock();
+        if s.epoch == epoch && s.fault.is_none() {
+            s.fault = Some(fault);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The pending fault, if any.
+    pub fn fault(&self) -> Option<Fault> {
+        self.lock().fault.clone()
+    }
+
+    /// Starts a new epoch after a fault: returns where to resume reading each partition that
+    /// had records in flight, and the delivered prefix to store first. The tracker is emptied.
+    pub fn rewind(&self) -> (Vec<(i32, i64)>, HashMap<i32, i64>) {
+        let mut s = self.lock();
+        s.epoch += 1;
+        s.fault = None;
+        s.commit_requested = false;
+        let points = s.tracker.resume_points();
+        let stored = std::mem::take(&mut s.to_store);
+        s.tracker = OffsetTracker::default();
+        (points, stored)
+    }
+
+    /// Records in flight across all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.lock().tracker.in_flight()
+    }
+
+    /// Forgets partitions (see [`OffsetTracker::forget`]) and offsets not yet stored for them.
+    pub fn forget(&self, partitions: &[i32]) {
+        let mut s = self.lock();
+        s.tracker.forget(partitions.iter().copied());
+        for p in partitions {
+            s.to_store.remove(p);
+        }
+    }
+
+    /// Asks a transactional producer to commit as soon as it has records (someone waits for
+    /// them), or withdraws the request.
+    pub fn set_commit_requested(&self, requested: bool) {
+        self.lock().commit_requested = requested;
+    }
+
+    /// Whether a commit was asked for.
+    pub fn commit_requested(&self) -> bool {
+        self.lock().commit_requested
+    }
+
+    /// Waits until nothing of `partitions` (every partition when `None`) is in flight, a
+    /// fault is raised, or `timeout` passes. Returns whether nothing is left in flight.
+    pub fn wait_delivered(&self, partitions: Option<&[i32]>, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        loop {
+            let left = match partitions {
+                Some(ps) => s.tracker.in_flight_of(ps),
+                None => s.tracker.in_flight(),
+            };
+            if left == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if s.fault.is_some() || now >= deadline {
+                return false;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, (deadline - now).min(Duration::from_millis(100)))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_only_the_contiguous_delivered_prefix() {
+        let mut t = OffsetTracker::default();
+        for o in 10..15 {
+            t.consumed(0, o);
+        }
+        assert_eq!(t.delivered(0, 12), None, "10 and 11 are not delivered yet");
+        assert_eq!(t.delivered(0, 11), None);
+        assert_eq!(
+            t.delivered(0, 10),
+            Some(13),
+            "10..=12 delivered: next to read is 13"
+        );
+        assert_eq!(t.delivered(0, 14), None);
+        assert_eq!(t.delivered(0, 13), Some(15));
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn partitions_are_independent() {
+        let mut t = OffsetTracker::default();
+        t.consumed(0, 5);
+        t.consumed(1, 7);
+        assert_eq!(t.delivered(1, 7), Some(8));
+        assert_eq!(t.in_flight(), 1);
+        assert_eq!(t.delivered(0, 5), Some(6));
+    }
+
+    #[test]
+    fn unknown_and_revoked_offsets_are_ignored() {
+        let mut t = OffsetTracker::default();
+        assert_eq!(t.delivered(3, 1), None);
+        t.consumed(3, 1);
+        t.forget([3]);
+        assert_eq!(t.delivered(3, 1), None);
+        assert_eq!(t.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_replay_after_reassignment_keeps_order() {
+        let mut t = OffsetTracker::default();
+        t.consumed(0, 1);
+        t.consumed(0, 2);
+        t.consumed(0, 1); // re-fetched from the committed offset
+        t.consumed(0, 2);
+        assert_eq!(t.in_flight(), 2);
+        assert_eq!(t.delivered(0, 1), Some(2));
+        assert_eq!(t.delivered(0, 2), Some(3));
+    }
+
+    #[test]
+    fn a_rewind_resumes_at_the_first_undelivered_offset_and_ignores_the_old_epoch() {
+        let a = Acker::default();
+        a.dispatched([(0, 10), (0, 11), (0, 12), (1, 5)].into_iter());
+        a.delivered(0, 0, 10);
+        a.delivered(0, 0, 12);
+        a.raise(0, Fault::Retry("timed out".into()));
+        assert_eq!(a.fault(), Some(Fault::Retry("timed out".into())));
+        let (mut points, stored) = a.rewind();
+        points.sort_unstable();
+        assert_eq!(points, [(0, 11), (1, 5)]);
+        assert_eq!(stored.get(&0), Some(&11));
+        assert_eq!(a.in_flight(), 0);
+        assert_eq!(a.fault(), None);
+        a.dispatched([(0, 11)].into_iter());
+        a.delivered(0, 0, 11); // a late callback of the old producer
+        a.raise(0, Fault::Retry("late".into()));
+        assert_eq!(a.in_flight(), 1);
+        assert_eq!(a.fault(), None);
+        a.delivered(1, 0, 11);
+        assert!(a.wait_delivered(None, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_stale_entry_after_reassignment_does_not_block_the_partition() {
+        // Consumed 100 before losing the partition; it comes back at 200.
+        let a = Acker::default();
+        a.dispatched([(0, 100)].into_iter());
+        a.forget(&[0]);
+        a.dispatched([(0, 200)].into_iter());
+        a.delivered(0, 0, 200);
+        assert_eq!(a.take_to_store().get(&0), Some(&201));
+    }
+
+    #[test]
+    fn a_transaction_commit_delivers_everything_below_its_offsets() {
+        let a = Acker::default();
+        a.dispatched([(0, 1), (0, 2), (0, 3), (2, 7)].into_iter());
+        a.set_commit_requested(true);
+        assert!(a.commit_requested());
+        a.committed(0, &HashMap::from([(0, 3), (2, 8)]));
+        assert_eq!(a.in_flight(), 1);
+        assert!(!a.wait_delivered(Some(&[0]), Duration::from_millis(5)));
+        assert!(a.wait_delivered(Some(&[2]), Duration::ZERO));
+    }
+}

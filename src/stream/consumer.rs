@@ -1,0 +1,390 @@
+//! The consumer stage: a thread polling a `BaseConsumer` without pause, so rebalances are
+//! always served, feeding the batcher and dispatching batches to the scorer.
+//!
+//! - **Backpressure** pauses the assigned partitions (and keeps polling) while a batch waits
+//!   for the scorer, too many records are in flight, or a rewind backs off; it resumes them
+//!   when that clears.
+//! - **Offsets** (at-least-once): the acker's delivered prefixes are stored every loop;
+//!   librdkafka commits them every `commit.interval_ms`, and the consumer commits at once
+//!   every `commit.max_records` stored records, which bounds what a crash replays.
+//! - **Rebalances**: on revoke, records of the revoked partitions still in the batcher are
+//!   dropped (never produced), the rest in flight are waited for (bounded), stored and
+//!   committed before the partitions go; on assign and on lost partitions the tracker forgets
+//!   them.
+//! - **Faults**: a retriable delivery fault rewinds: the delivered prefix is stored, every
+//!   partition with undelivered records is sought back to its first one, the epoch moves (the
+//!   scorer builds a new producer) and reading resumes after a back-off. A fatal fault ends the
+//!   worker with its reason.
+//! - **Stall**: when nothing is delivered for `stall_timeout` while records wait, the
+//!   deployment's status says so (with the last error) until deliveries move again.
+
+use super::acker::{Acker, Fault};
+use super::batcher::{Batch, Batcher};
+use super::{RateLimitedLog, Stats, StreamError};
+use crossbeam_channel::{Sender, TrySendError};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// The consumer type of a worker.
+pub type KafkaConsumer = BaseConsumer<IntakeContext>;
+
+/// Longest a poll blocks when nothing is waiting.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Poll while paused or while a batch waits for the scorer.
+const BUSY_POLL: Duration = Duration::from_millis(1);
+/// Longest a revoke waits for the revoked partitions' records in flight.
+const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// First and longest back-off between rewinds.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Records consumed but not yet handed to the scorer.
+#[derive(Debug)]
+struct Intake {
+    batcher: Batcher,
+    /// A closed batch the scorer had no room for (already registered with the acker).
+    blocked: Option<Batch>,
+}
+
+/// Consumer callbacks: rebalances, run inside `poll` on the consumer thread.
+pub struct IntakeContext {
+    acker: Arc<Acker>,
+    intake: Mutex<Intake>,
+    batches: Sender<Batch>,
+    topic: Arc<str>,
+    label: String,
+    transactional: bool,
+    paused: AtomicBool,
+    abandoning: AtomicBool,
+}
+
+impl ClientContext for IntakeContext {}
+
+impl ConsumerContext for IntakeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let revoked = partitions_of(tpl, &self.topic);
+            self.lock().batcher.remove_partitions(&revoked);
+            if consumer.assignment_lost() || self.abandoning.load(Relaxed) {
+                self.acker.forget(&revoked);
+                info!(worker = %self.label, partitions = ?revoked, "partitions lost");
+                return;
+            }
+            self.hand_over(consumer, &revoked);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let assigned = partitions_of(tpl, &self.topic);
+            // Nothing of an earlier owner's epoch may linger for these partitions.
+            self.acker.forget(&assigned);
+            if self.paused.load(Relaxed) {
+                let _ = consumer.pause(tpl);
+            }
+            info!(worker = %self.label, partitions = ?assigned, "partitions assigned");
+        }
+    }
+}
+
+impl IntakeContext {
+    fn lock(&self) -> MutexGuard<'_, Intake> {
+        self.intake.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Before revoked partitions go: deliver what is in flight for them (bounded), store and
+    /// commit, then forget them.
+    fn hand_over(&self, consumer: &KafkaConsumer, revoked: &[i32]) {
+        let blocked = self.lock().blocked.take();
+        if let Some(b) = blocked {
+            if let Err(e) = self.batches.send_timeout(b, REVOKE_WAIT) {
+                self.lock().blocked = Some(e.into_inner());
+            }
+        }
+        self.acker.set_commit_requested(true);
+        let clean = self.acker.wait_delivered(Some(revoked), REVOKE_WAIT);
+        self.acker.set_commit_requested(false);
+        if !self.transactional {
+            store(consumer, &self.topic, self.acker.take_to_store(), &self.label);
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+                debug!(worker = %self.label, error = %e, "commit on revoke");
+            }
+        }
+        self.acker.forget(revoked);
+        info!(worker = %self.label, partitions = ?revoked, all_delivered = clean, "partitions revoked");
+    }
+}
+
+/// The partitions of `topic` in a rebalance's list.
+fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
+    tpl.elements_for_topic(topic)
+        .iter()
+        .map(|e| e.partition())
+        .collect()
+}
+
+/// Stores next-offsets. Storing for a partition no longer owned fails harmlessly.
+fn store(consumer: &KafkaConsumer, topic: &str, offsets: HashMap<i32, i64>, label: &str) -> u64 {
+    if offsets.is_empty() {
+        return 0;
+    }
+    let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+    for (&p, &next) in &offsets {
+        let _ = tpl.add_partition_offset(topic, p, Offset::Offset(next));
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        debug!(worker = %label, error = %e, "offset store refused (partition no longer owned)");
+    }
+    offsets.len() as u64
+}
+
+/// Settings of one consumer thread.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    /// Worker label for logs.
+    pub label: String,
+    /// Worker index (its bit in the stall mask).
+    pub index: usize,
+    /// Input topic.
+    pub topic: Arc<str>,
+    /// Batch size limit.
+    pub max_records: usize,
+    /// Batch wait limit.
+    pub max_wait: Duration,
+    /// Pause reading past this many records in flight.
+    pub max_in_flight: usize,
+    /// Commit at once after this many records were stored (at-least-once).
+    pub commit_max_records: u64,
+    /// Offsets go through transactions, not the consumer.
+    pub transactional: bool,
+    /// Report a stall after this long without a delivery while records wait.
+    pub stall_timeout: Duration,
+}
+
+/// Builds the context for a worker's consumer.
+pub fn context(
+    s: &IntakeSettings,
+    acker: Arc<Acker>,
+    batches: Sender<Batch>,
+) -> IntakeContext {
+    IntakeContext {
+        acker,
+        intake: Mutex::new(Intake {
+            batcher: Batcher::new(s.max_records, s.max_wait),
+            blocked: None,
+        }),
+        batches,
+        topic: s.topic.clone(),
+        label: s.label.clone(),
+        transactional: s.transactional,
+        paused: AtomicBool::new(false),
+        abandoning: AtomicBool::new(false),
+    }
+}
+
+/// Runs the consumer loop until stopped (drains: everything in flight delivered and
+/// committed), aborted (abandons in-flight records uncommitted) or a fatal fault.
+pub fn run(
+    consumer: &KafkaConsumer,
+    s: &IntakeSettings,
+    acker: &Acker,
+    stats: &Stats,
+    stop: &CancellationToken,
+    abort: &CancellationToken,
+) -> Result<(), StreamError> {
+    let ctx = consumer.context();
+    let mut draining = false;
+    let mut backoff = BACKOFF_MIN;
+    let mut resume_at: Option<Instant> = None;
+    let mut stored_since_commit = 0u64;
+    let mut last_progress = Instant::now();
+    let mut poll_errors = RateLimitedLog::new(Duration::from_secs(5));
+    let mut rewinds = RateLimitedLog::new(Duration::from_secs(5));
+    let outcome = loop {
+        if abort.is_cancelled() {
+            warn!(worker = %s.label, in_flight = acker.in_flight(), "drain time is up: abandoning in-flight records uncommitted (they will be replayed)");
+            ctx.abandoning.store(true, Relaxed);
+            break Ok(());
+        }
+        if !draining && stop.is_cancelled() {
+            info!(worker = %s.label, in_flight = acker.in_flight(), "stopping: draining in-flight records");
+            draining = true;
+        }
+        match acker.fault() {
+            Some(Fault::Fatal(why)) => {
+                stats.set_last_error(&why);
+                break Err(StreamError::Delivery(why));
+            }
+            Some(Fault::Retry(why)) => {
+                stats.retried();
+                stats.set_last_error(&why);
+                rewinds.log(|n| warn!(worker = %s.label, reason = %why, repeated = n, retry_in_ms = backoff.as_millis() as u64, "delivery failed; rewinding to the first undelivered record"));
+                rewind(consumer, s, acker);
+                resume_at = Some(Instant::now() + backoff);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            None => {}
+        }
+
+        // Offsets: store the delivered prefixes; commit early after many.
+        let now = Instant::now();
+        let stored = acker.take_to_store();
+        if !stored.is_empty() {
+            last_progress = now;
+            backoff = BACKOFF_MIN;
+            stats.set_stalled(s.index, false);
+        }
+        if !s.transactional {
+            stored_since_commit += acker.take_delivered_count();
+            store(consumer, &s.topic, stored, &s.label);
+            if stored_since_commit >= s.commit_max_records {
+                stored_since_commit = 0;
+                if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                    debug!(worker = %s.label, error = %e, "early commit");
+                }
+            }
+        }
+        let in_flight = acker.in_flight();
+        if in_flight == 0 {
+            last_progress = now;
+            stats.set_stalled(s.index, false);
+        } else if now.duration_since(last_progress) >= s.stall_timeout {
+            stats.set_stalled(s.index, true);
+        }
+
+        // Dispatch: a blocked batch first, then a due one.
+        let (waiting, blocked) = {
+            let mut intake = ctx.lock();
+            if let Some(b) = intake.blocked.take() {
+                intake.blocked = try_dispatch(&ctx.batches, b)?;
+            }
+            if intake.blocked.is_none() && (intake.batcher.is_due(now) || draining) {
+                intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+            }
+            (!intake.batcher.is_empty(), intake.blocked.is_some())
+        };
+        if draining {
+            acker.set_commit_requested(true);
+            if !waiting && !blocked && in_flight == 0 {
+                break Ok(());
+            }
+        }
+
+        // Backpressure: pause while the scorer is full, too much is in flight, or backing off.
+        let backing_off = resume_at.is_some_and(|t| now < t);
+        let pause = draining || blocked || in_flight >= s.max_in_flight || backing_off;
+        if pause != ctx.paused.load(Relaxed) {
+            set_paused(consumer, pause, &s.label);
+            ctx.paused.store(pause, Relaxed);
+        }
+
+        let timeout = if pause || (waiting && !ctx.batches.is_empty()) {
+            BUSY_POLL
+        } else if waiting {
+            Duration::ZERO
+        } else {
+            IDLE_POLL
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                let full = ctx.lock().batcher.push(&m);
+                if full {
+                    let mut intake = ctx.lock();
+                    if intake.blocked.is_none() {
+                        intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+                    }
+                }
+            }
+            Some(Err(e)) => poll_errors.log(|n| {
+                warn!(worker = %s.label, error = %e, repeated = n, "Kafka consumer error; retrying");
+            }),
+            None => {
+                // Nothing more ready: an idle scorer takes what is waiting now.
+                let mut intake = ctx.lock();
+                if waiting && intake.blocked.is_none() && ctx.batches.is_empty() {
+                    intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+                }
+            }
+        }
+    };
+    if outcome.is_ok() && !ctx.abandoning.load(Relaxed) && !s.transactional {
+        store(consumer, &s.topic, acker.take_to_store(), &s.label);
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => info!(worker = %s.label, "offsets committed"),
+            Err(e) => debug!(worker = %s.label, error = %e, "final commit (nothing stored is fine)"),
+        }
+    }
+    if outcome.is_err() {
+        ctx.abandoning.store(true, Relaxed);
+    }
+    outcome
+}
+
+/// Closes the batcher's batch and offers it to the scorer; returns it when there is no room.
+fn dispatch(
+    batcher: &mut Batcher,
+    ctx: &IntakeContext,
+    acker: &Acker,
+    stats: &Stats,
+) -> Result<Option<Batch>, StreamError> {
+    if batcher.is_empty() {
+        return Ok(None);
+    }
+    let batch = batcher.take(acker.epoch());
+    acker.dispatched(batch.positions());
+    stats.consumed(batch.len() as u64);
+    try_dispatch(&ctx.batches, batch)
+}
+
+fn try_dispatch(batches: &Sender<Batch>, batch: Batch) -> Result<Option<Batch>, StreamError> {
+    match batches.try_send(batch) {
+        Ok(()) => Ok(None),
+        Err(TrySendError::Full(b)) => Ok(Some(b)),
+        Err(TrySendError::Disconnected(_)) => {
+            Err(StreamError::Scoring("the scorer thread ended".into()))
+        }
+    }
+}
+
+/// After a fault: store the delivered prefix, drop what waits, seek every partition with
+/// undelivered records back to its first one, and start a new epoch.
+fn rewind(consumer: &KafkaConsumer, s: &IntakeSettings, acker: &Acker) {
+    let ctx = consumer.context();
+    {
+        let mut intake = ctx.lock();
+        let waiting = intake.batcher.clear();
+        acker.dispatched(waiting.positions());
+        intake.blocked = None;
+    }
+    let (points, delivered) = acker.rewind();
+    if !s.transactional {
+        store(consumer, &s.topic, delivered, &s.label);
+        let _ = consumer.commit_consumer_state(CommitMode::Async);
+    }
+    for (p, offset) in points {
+        if let Err(e) = consumer.seek(&s.topic, p, Offset::Offset(offset), Duration::from_secs(5))
+        {
+            warn!(worker = %s.label, partition = p, offset, error = %e, "seek after a failed delivery");
+        }
+    }
+}
+
+fn set_paused(consumer: &KafkaConsumer, pause: bool, label: &str) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let r = if pause {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    if let Err(e) = r {
+        debug!(worker = %label, error = %e, pause, "pause/resume");
+    }
+}

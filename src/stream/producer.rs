@@ -1,0 +1,327 @@
+//! The producer stage: outputs and dead letters handed to librdkafka, delivery reports turned
+//! into acknowledgements.
+//!
+//! One [`Sink`] per worker wraps a `ThreadedProducer` whose delivery callback receives the
+//! source `(partition, offset)` packed into the message's opaque word: no future, channel or
+//! box per record. Delivery errors are classified ([`classify`]):
+//! - purged by ourselves (a rewind) → ignored;
+//! - too large for the broker → the record is dead-lettered again, cut to 1 KiB, so its
+//!   partition moves on;
+//! - a missing or forbidden topic → [`Fault::Fatal`]: the deployment fails with the reason;
+//! - anything else (timeouts, broker errors, a fenced producer) → [`Fault::Retry`]: the
+//!   consumer rewinds to the first undelivered offset, the scorer builds a fresh producer, and
+//!   the records are produced again, in order.
+
+use super::acker::{Acker, Fault};
+use super::record::{headers, original_headers, sha256_hex, source_headers, ScoreContext};
+use super::Stats;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use rdkafka::{ClientConfig, ClientContext};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::warn;
+
+/// Bytes of a refused record's value kept in the dead letter that replaces it.
+const REFUSED_KEEP_BYTES: usize = 1024;
+
+/// Packs a source position into a delivery opaque: 16 bits of partition, 48 of offset.
+pub fn pack(partition: i32, offset: i64) -> usize {
+    ((partition as u64 & 0xffff) << 48 | (offset as u64 & 0xffff_ffff_ffff)) as usize
+}
+
+/// Unpacks [`pack`].
+pub fn unpack(opaque: usize) -> (i32, i64) {
+    let v = opaque as u64;
+    ((v >> 48) as i32, (v & 0xffff_ffff_ffff) as i64)
+}
+
+/// What a delivery error means for the record and the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// We purged it ourselves (rewind or shutdown).
+    Purged,
+    /// The broker will never take this record as it is.
+    TooLarge,
+    /// Retrying cannot help without an operator.
+    Fatal,
+    /// A fresh producer and a replay may succeed.
+    Retry,
+}
+
+/// Classifies a produce or delivery error.
+pub fn classify(e: &KafkaError) -> Class {
+    use RDKafkaErrorCode as C;
+    match e.rdkafka_error_code() {
+        Some(C::PurgeQueue | C::PurgeInflight) => Class::Purged,
+        Some(C::MessageSizeTooLarge | C::InvalidRecord | C::InvalidMessage) => Class::TooLarge,
+        Some(
+            C::UnknownTopic
+            | C::UnknownTopicOrPartition
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::InvalidTopic,
+        ) => Class::Fatal,
+        _ => Class::Retry,
+    }
+}
+
+/// A record refused as too large, to be dead-lettered again in a form that fits.
+struct Refused {
+    source: (i32, i64),
+    size: usize,
+    sha256: String,
+    value: Vec<u8>,
+}
+
+impl Refused {
+    fn of(source: (i32, i64), value: &[u8]) -> Refused {
+        Refused {
+            source,
+            size: value.len(),
+            sha256: sha256_hex(value),
+            value: value[..value.len().min(REFUSED_KEEP_BYTES)].to_vec(),
+        }
+    }
+}
+
+/// Delivery callbacks of one producer (one epoch of one worker).
+pub struct DeliveryContext {
+    acker: Arc<Acker>,
+    epoch: u64,
+    stats: Arc<Stats>,
+    dlq_topic: Arc<str>,
+    transactional: bool,
+    refused: Arc<Mutex<Vec<Refused>>>,
+}
+
+impl ClientContext for DeliveryContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal)) {
+            self.acker.raise(
+                self.epoch,
+                Fault::Retry(format!("producer fatal error: {reason}")),
+            );
+        }
+        warn!(error = %error, reason, "Kafka producer error");
+    }
+}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
+        let (partition, offset) = unpack(opaque);
+        match result {
+            Ok(m) => {
+                self.stats.delivered(m.topic() == &*self.dlq_topic);
+                if !self.transactional {
+                    self.acker.delivered(self.epoch, partition, offset);
+                }
+            }
+            Err((e, m)) => match classify(e) {
+                Class::Purged => {}
+                Class::TooLarge if !self.transactional => {
+                    let refused = Refused::of((partition, offset), m.payload().unwrap_or_default());
+                    lock(&self.refused).push(refused);
+                }
+                Class::Fatal => self.acker.raise(
+                    self.epoch,
+                    Fault::Fatal(format!("cannot deliver to topic {:?}: {e}", m.topic())),
+                ),
+                Class::Retry | Class::TooLarge => self.acker.raise(
+                    self.epoch,
+                    Fault::Retry(format!("delivery to {:?} failed: {e}", m.topic())),
+                ),
+            },
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One worker's producer for one epoch.
+pub struct Sink {
+    producer: ThreadedProducer<DeliveryContext>,
+    epoch: u64,
+    acker: Arc<Acker>,
+    ctx: Arc<ScoreContext>,
+    refused: Arc<Mutex<Vec<Refused>>>,
+}
+
+impl Sink {
+    /// Creates the producer for `epoch` from `config` (transactional when it has a
+    /// `transactional.id`).
+    pub fn create(
+        config: &ClientConfig,
+        epoch: u64,
+        acker: Arc<Acker>,
+        stats: Arc<Stats>,
+        ctx: Arc<ScoreContext>,
+    ) -> Result<Sink, KafkaError> {
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let context = DeliveryContext {
+            acker: acker.clone(),
+            epoch,
+            stats,
+            dlq_topic: ctx.dlq_topic.clone(),
+            transactional: config.get("transactional.id").is_some(),
+            refused: refused.clone(),
+        };
+        Ok(Sink {
+            producer: config.create_with_context(context)?,
+            epoch,
+            acker,
+            ctx,
+            refused,
+        })
+    }
+
+    /// The epoch this producer serves.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The librdkafka producer (for transactions).
+    pub fn producer(&self) -> &ThreadedProducer<DeliveryContext> {
+        &self.producer
+    }
+
+    /// Hands one record to librdkafka, waiting while its queue is full (until `stop` says
+    /// so). A record the producer refuses as too large is replaced by a cut dead letter; other
+    /// refusals raise a fault.
+    pub fn send(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: OwnedHeaders,
+        source: (i32, i64),
+        stop: &dyn Fn() -> bool,
+    ) {
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, pack(source.0, source.1)).headers(headers);
+        rec.key = key;
+        rec.payload = value;
+        loop {
+            let Err((e, back)) = self.producer.send(rec) else {
+                return;
+            };
+            match (e.rdkafka_error_code(), classify(&e)) {
+                (Some(RDKafkaErrorCode::QueueFull), _) => {
+                    if stop() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                    rec = back;
+                }
+                (_, Class::TooLarge) => {
+                    let refused = Refused::of(source, back.payload.unwrap_or_default());
+                    return self.send_refused(refused, stop);
+                }
+                (_, Class::Fatal) => {
+                    let why = format!("cannot produce to topic {topic:?}: {e}");
+                    return self.acker.raise(self.epoch, Fault::Fatal(why));
+                }
+                _ => {
+                    let why = format!("cannot produce to topic {topic:?}: {e}");
+                    return self.acker.raise(self.epoch, Fault::Retry(why));
+                }
+            }
+        }
+    }
+
+    /// Dead-letters a record that the producer or broker refused as too large: no key, the
+    /// first bytes of its value, its original size and SHA-256.
+    fn send_refused(&self, r: Refused, stop: &dyn Fn() -> bool) {
+        let headers = original_headers(
+            source_headers(&self.ctx, r.source.0, r.source.1),
+            r.size,
+            &r.sha256,
+        )
+        .insert(Header {
+            key: headers::ERROR_REASON,
+            value: Some(b"too_large".as_slice()),
+        })
+        .insert(Header {
+            key: headers::ERROR_MESSAGE,
+            value: Some(
+                format!("a record of {} bytes was refused by Kafka as too large", r.size)
+                    .as_bytes(),
+            ),
+        });
+        let mut rec: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(&self.ctx.dlq_topic, pack(r.source.0, r.source.1))
+                .headers(headers);
+        rec.payload = Some(&r.value);
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return,
+                Err((e, back))
+                    if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) && !stop() =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                    rec = back;
+                }
+                Err((e, _)) => {
+                    let why = format!("cannot dead-letter a refused record: {e}");
+                    return self.acker.raise(self.epoch, Fault::Retry(why));
+                }
+            }
+        }
+    }
+
+    /// Dead-letters the records the broker refused as too large since the last call.
+    pub fn resend_refused(&self, stop: &dyn Fn() -> bool) {
+        let refused = std::mem::take(&mut *lock(&self.refused));
+        for r in refused {
+            self.send_refused(r, stop);
+        }
+    }
+
+    /// Waits up to `timeout` for everything queued to be delivered.
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(e) = self.producer.flush(timeout) {
+            warn!(error = %e, "producer flush did not finish");
+        }
+    }
+
+    /// Drops everything queued or in flight (their delivery reports say "purged").
+    pub fn purge(&self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_round_trips_partitions_and_offsets() {
+        for (p, o) in [(0, 0), (3, 81_723), (65_535, (1 << 48) - 1), (17, 1 << 40)] {
+            assert_eq!(unpack(pack(p, o)), (p, o));
+        }
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let e = |c| KafkaError::MessageProduction(c);
+        assert_eq!(classify(&e(RDKafkaErrorCode::PurgeQueue)), Class::Purged);
+        assert_eq!(
+            classify(&e(RDKafkaErrorCode::MessageSizeTooLarge)),
+            Class::TooLarge
+        );
+        assert_eq!(
+            classify(&e(RDKafkaErrorCode::UnknownTopicOrPartition)),
+            Class::Fatal
+        );
+        assert_eq!(classify(&e(RDKafkaErrorCode::MessageTimedOut)), Class::Retry);
+        assert_eq!(classify(&e(RDKafkaErrorCode::ProducerFenced)), Class::Retry);
+    }
+}

@@ -1,0 +1,178 @@
+//! The scorer stage: one thread per worker takes batches from the consumer, scores them with
+//! the serving model and hands each output or dead letter to the producer, in consumption
+//! order (so per-key order holds). Scoring runs on its own thread, never on an async one; the
+//! workers' scorers run in parallel.
+//!
+//! The scorer owns its worker's [`Sink`]: when the acknowledgement epoch moves (a rewind), it
+//! drops the old producer, purging what it still held, and builds a fresh one, so a fenced or
+//! broken producer never blocks the stream.
+
+use super::acker::{Acker, Fault};
+use super::batcher::Batch;
+use super::producer::Sink;
+use super::record::{Encoder, ScoreContext, ServingModel};
+use super::transactions::{Cadence, Transaction};
+use super::{Stats, StreamError};
+use crate::model::ModelHandle;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::ClientConfig;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+/// How often an idle scorer looks at its transaction, epoch and refused records.
+const IDLE_TICK: Duration = Duration::from_millis(10);
+/// Longest a finishing at-least-once scorer waits for its last deliveries.
+const FINAL_FLUSH: Duration = Duration::from_secs(5);
+
+/// Exactly-once settings of a scorer.
+pub struct Transactional {
+    /// When to commit.
+    pub cadence: Cadence,
+    /// The consumer's current group metadata (sent with the offsets).
+    pub group: Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send>,
+}
+
+/// Everything one scorer thread needs.
+pub struct Scorer {
+    /// Worker label for logs.
+    pub label: String,
+    /// Batches from the consumer.
+    pub batches: Receiver<Batch>,
+    /// The serving model (hot-swappable; read once per batch).
+    pub model: Arc<ModelHandle<ServingModel>>,
+    /// Topics and input settings.
+    pub ctx: Arc<ScoreContext>,
+    /// The worker's acknowledgement state.
+    pub acker: Arc<Acker>,
+    /// Deployment counters.
+    pub stats: Arc<Stats>,
+    /// Producer settings.
+    pub producer_config: ClientConfig,
+    /// Set for exactly-once delivery.
+    pub transactional: Option<Transactional>,
+    /// Hard stop: abandon what is queued.
+    pub abort: CancellationToken,
+    /// The consumer has finished: end once the channel is empty.
+    pub finished: CancellationToken,
+}
+
+impl Scorer {
+    /// Runs until the consumer has finished and the channel is empty (then finishes its
+    /// deliveries) or the worker is aborted.
+    pub fn run(self) -> Result<(), StreamError> {
+        let stop = || self.abort.is_cancelled();
+        let mut sink = self.sink(self.acker.epoch())?;
+        let mut txn = self
+            .transactional
+            .as_ref()
+            .map(|t| Transaction::new(t.cadence));
+        let mut encoder = Encoder::default();
+        loop {
+            if stop() {
+                sink.purge();
+                return Ok(());
+            }
+            let epoch = self.acker.epoch();
+            if epoch != sink.epoch() {
+                debug!(worker = %self.label, epoch, "rewound: new producer");
+                if let Some(t) = txn.as_mut() {
+                    t.abort(&sink);
+                }
+                sink.purge();
+                sink = self.sink(epoch)?;
+            }
+            sink.resend_refused(&stop);
+            match self.batches.recv_timeout(IDLE_TICK) {
+                Ok(batch) => {
+                    if batch.epoch == sink.epoch() && self.acker.fault().is_none() {
+                        self.score(&batch, &sink, &mut encoder, txn.as_mut());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) if self.finished.is_cancelled() => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.commit_if_due(&sink, txn.as_mut(), false);
+        }
+        self.commit_if_due(&sink, txn.as_mut(), true);
+        if txn.is_none() {
+            sink.flush(FINAL_FLUSH);
+        }
+        Ok(())
+    }
+
+    /// A producer for `epoch` (transactions initialised when exactly-once).
+    fn sink(&self, epoch: u64) -> Result<Sink, StreamError> {
+        let sink = Sink::create(
+            &self.producer_config,
+            epoch,
+            self.acker.clone(),
+            self.stats.clone(),
+            self.ctx.clone(),
+        )?;
+        if self.transactional.is_some() {
+            if let Err(fault) = Transaction::init(&sink) {
+                self.acker.raise(epoch, fault);
+            }
+        }
+        Ok(sink)
+    }
+
+    fn score(
+        &self,
+        batch: &Batch,
+        sink: &Sink,
+        encoder: &mut Encoder,
+        mut txn: Option<&mut Transaction>,
+    ) {
+        if let Some(t) = txn.as_deref_mut() {
+            if let Err(fault) = t.ensure_open(sink) {
+                return self.acker.raise(sink.epoch(), fault);
+            }
+        }
+        let stop = || self.abort.is_cancelled();
+        let serving = self.model.current();
+        encoder.begin_batch();
+        for item in batch.items() {
+            let key = batch.key(item);
+            let out = encoder.encode(
+                &serving,
+                &self.ctx,
+                item.partition,
+                item.offset,
+                key.map_or(0, <[u8]>::len),
+                batch.payload(item),
+            );
+            let source = (item.partition, item.offset);
+            sink.send(out.topic, key, out.value, out.headers, source, &stop);
+            if let Some(t) = txn.as_deref_mut() {
+                t.produced(item.partition, item.offset);
+            }
+        }
+    }
+
+    /// Commits the open transaction when due (or, with `finishing`, whatever it holds).
+    fn commit_if_due(&self, sink: &Sink, txn: Option<&mut Transaction>, finishing: bool) {
+        let (Some(t), Some(tx)) = (txn, self.transactional.as_ref()) else {
+            return;
+        };
+        if !t.due(finishing || self.acker.commit_requested()) || self.acker.fault().is_some() {
+            return;
+        }
+        let result = t.commit(sink, &self.ctx.input_topic, (tx.group)(), &self.acker);
+        if let Err(fault) = result {
+            self.acker.raise(sink.epoch(), fault);
+        }
+    }
+}
+
+impl From<Fault> for StreamError {
+    fn from(f: Fault) -> Self {
+        match f {
+            Fault::Retry(why) | Fault::Fatal(why) => StreamError::Delivery(why),
+        }
+    }
+}
