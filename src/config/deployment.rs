@@ -43,9 +43,7 @@ pub struct DeploymentConfig {
 }
 
 /// Delivery guarantee of a deployment.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
     /// Offsets committed after delivery; a crash replays (bounded) duplicates, loses nothing.
@@ -207,14 +205,23 @@ impl Default for BatchConfig {
 /// librdkafka settings streamscore manages itself, refused in every `kafka` table: the
 /// delivery guarantee rests on them. The reason names the setting to use instead, if any.
 pub const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
-    ("enable.auto.offset.store", "offsets are stored only once delivered"),
+    (
+        "enable.auto.offset.store",
+        "offsets are stored only once delivered",
+    ),
     ("enable.auto.commit", "set by `delivery`"),
     ("auto.commit.interval.ms", "use commit.interval_ms"),
     ("group.id", "use group_id"),
-    ("bootstrap.servers", "use input.bootstrap_servers / output.bootstrap_servers"),
+    (
+        "bootstrap.servers",
+        "use input.bootstrap_servers / output.bootstrap_servers",
+    ),
     ("enable.idempotence", "the producer is always idempotent"),
     ("acks", "the producer always waits for all replicas"),
-    ("request.required.acks", "the producer always waits for all replicas"),
+    (
+        "request.required.acks",
+        "the producer always waits for all replicas",
+    ),
     ("transactional.id", "set by `delivery = \"exactly_once\"`"),
     ("isolation.level", "inputs are read committed"),
     ("message.max.bytes", "use output.max_message_bytes"),

@@ -111,7 +111,12 @@ impl IntakeContext {
         let clean = self.acker.wait_delivered(Some(revoked), REVOKE_WAIT);
         self.acker.set_commit_requested(false);
         if !self.transactional {
-            store(consumer, &self.topic, self.acker.take_to_store(), &self.label);
+            store(
+                consumer,
+                &self.topic,
+                self.acker.take_to_store(),
+                &self.label,
+            );
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 debug!(worker = %self.label, error = %e, "commit on revoke");
             }
@@ -168,11 +173,7 @@ pub struct IntakeSettings {
 }
 
 /// Builds the context for a worker's consumer.
-pub fn context(
-    s: &IntakeSettings,
-    acker: Arc<Acker>,
-    batches: Sender<Batch>,
-) -> IntakeContext {
+pub fn context(s: &IntakeSettings, acker: Arc<Acker>, batches: Sender<Batch>) -> IntakeContext {
     IntakeContext {
         acker,
         intake: Mutex::new(Intake {
@@ -317,7 +318,9 @@ pub fn run(
         store(consumer, &s.topic, acker.take_to_store(), &s.label);
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => info!(worker = %s.label, "offsets committed"),
-            Err(e) => debug!(worker = %s.label, error = %e, "final commit (nothing stored is fine)"),
+            Err(e) => {
+                debug!(worker = %s.label, error = %e, "final commit (nothing stored is fine)")
+            }
         }
     }
     if outcome.is_err() {
@@ -368,8 +371,7 @@ fn rewind(consumer: &KafkaConsumer, s: &IntakeSettings, acker: &Acker) {
         let _ = consumer.commit_consumer_state(CommitMode::Async);
     }
     for (p, offset) in points {
-        if let Err(e) = consumer.seek(&s.topic, p, Offset::Offset(offset), Duration::from_secs(5))
-        {
+        if let Err(e) = consumer.seek(&s.topic, p, Offset::Offset(offset), Duration::from_secs(5)) {
             warn!(worker = %s.label, partition = p, offset, error = %e, "seek after a failed delivery");
         }
     }

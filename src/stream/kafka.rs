@@ -44,10 +44,13 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
 /// exactly-once, transactional with an id unique to this process and worker.
 pub fn producer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     let mut c = ClientConfig::new();
-    c.set("client.id", format!("streamscore-{}-producer-{worker}", d.name))
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .set("queue.buffering.max.messages", "1000000");
+    c.set(
+        "client.id",
+        format!("streamscore-{}-producer-{worker}", d.name),
+    )
+    .set("linger.ms", "5")
+    .set("message.timeout.ms", "30000")
+    .set("queue.buffering.max.messages", "1000000");
     for (k, v) in &d.kafka {
         if !is_consumer_only(k) {
             c.set(k, v);

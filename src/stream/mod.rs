@@ -104,7 +104,9 @@ pub async fn run_deployment(
             });
         if let Err(e) = spawned {
             let _ = done_tx
-                .send(Err(StreamError::Scoring(format!("cannot start a worker: {e}"))))
+                .send(Err(StreamError::Scoring(format!(
+                    "cannot start a worker: {e}"
+                ))))
                 .await;
         }
     }

@@ -251,8 +251,11 @@ impl Sink {
         .insert(Header {
             key: headers::ERROR_MESSAGE,
             value: Some(
-                format!("a record of {} bytes was refused by Kafka as too large", r.size)
-                    .as_bytes(),
+                format!(
+                    "a record of {} bytes was refused by Kafka as too large",
+                    r.size
+                )
+                .as_bytes(),
             ),
         });
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
@@ -321,7 +324,10 @@ mod tests {
             classify(&e(RDKafkaErrorCode::UnknownTopicOrPartition)),
             Class::Fatal
         );
-        assert_eq!(classify(&e(RDKafkaErrorCode::MessageTimedOut)), Class::Retry);
+        assert_eq!(
+            classify(&e(RDKafkaErrorCode::MessageTimedOut)),
+            Class::Retry
+        );
         assert_eq!(classify(&e(RDKafkaErrorCode::ProducerFenced)), Class::Retry);
     }
 }

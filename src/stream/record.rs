@@ -3,9 +3,9 @@
 
 use crate::input::{InputError, InputSpec};
 use crate::model::{Label, Model, Scratch};
-use sha2::{Digest, Sha256};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The model a deployment serves, with the identity written into every output.
@@ -305,9 +305,18 @@ mod tests {
         assert_eq!(v["source"]["partition"], 2);
         assert_eq!(v["deployment"], "dep-1");
         assert!(v["scored_at"].as_str().unwrap().ends_with('Z'));
-        assert_eq!(header(&out.headers, headers::MODEL_VERSION), Some(&b"3"[..]));
-        assert_eq!(header(&out.headers, headers::SOURCE_OFFSET), Some(&b"5"[..]));
-        assert_eq!(header(&out.headers, headers::SOURCE_PARTITION), Some(&b"2"[..]));
+        assert_eq!(
+            header(&out.headers, headers::MODEL_VERSION),
+            Some(&b"3"[..])
+        );
+        assert_eq!(
+            header(&out.headers, headers::SOURCE_OFFSET),
+            Some(&b"5"[..])
+        );
+        assert_eq!(
+            header(&out.headers, headers::SOURCE_PARTITION),
+            Some(&b"2"[..])
+        );
     }
 
     #[test]
@@ -325,7 +334,10 @@ mod tests {
             let out = enc.encode(&serving, &ctx, 0, 9, 0, payload);
             assert_eq!(out.topic, "out.dlq");
             assert_eq!(out.dead_letter, Some(reason));
-            assert_eq!(out.value, payload, "dead letters keep the original bytes (or null)");
+            assert_eq!(
+                out.value, payload,
+                "dead letters keep the original bytes (or null)"
+            );
             assert_eq!(
                 header(&out.headers, headers::ERROR_REASON),
                 Some(reason.as_bytes())

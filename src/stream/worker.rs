@@ -8,7 +8,7 @@ use super::record::{ScoreContext, ServingModel};
 use super::scorer::{Scorer, Transactional};
 use super::transactions::Cadence;
 use super::{Stats, StreamError};
-use crate::config::{DeploymentConfig, Delivery};
+use crate::config::{Delivery, DeploymentConfig};
 use crate::model::ModelHandle;
 use rdkafka::consumer::Consumer;
 use std::sync::Arc;
@@ -91,7 +91,14 @@ impl Worker {
             .name(format!("ss-score-{}", self.index))
             .spawn(move || scorer.run())
             .map_err(|e| StreamError::Scoring(format!("cannot start the scorer thread: {e}")))?;
-        let result = consumer::run(&consumer, &settings, &acker, &self.stats, &self.stop, &abort);
+        let result = consumer::run(
+            &consumer,
+            &settings,
+            &acker,
+            &self.stats,
+            &self.stop,
+            &abort,
+        );
         if result.is_err() {
             abort.cancel();
         }
