@@ -1,99 +1,140 @@
-//! End-to-end pipeline bench on a real broker (tansu, started here on a free port):
+//! End-to-end pipeline bench on a real broker (tansu, started here on a free port). In one run,
+//! on one broker, over the same input (`PIPELINE_BENCH_RECORDS` tweets, default 200,000, over
+//! 4 partitions), `PIPELINE_BENCH_RUNS` times (default 3; medians reported):
 //!
-//! 1. throughput: records/s through `streamscore run` (shipped model, 2 workers) versus a bare
-//!    consume→produce copy with the same client settings, same broker, same run;
-//! 2. latency: p50/p99 from an input record's timestamp to its output's timestamp while input
-//!    arrives at half the measured pipeline rate.
+//! (a) a bare consume→produce copy as a Kafka expert writes it: one thread, `BaseConsumer` +
+//!     `BaseProducer`, large queues, delivery callbacks storing offsets, no per-record await;
+//! (b) `streamscore run` with the shipped model, at-least-once, 2 workers
+//!     (`PIPELINE_BENCH_WORKERS`);
+//! (c) `streamscore run --delivery exactly-once`, as many workers.
 //!
-//! Rates are taken from the output records' create timestamps (first to last), so group-join
-//! time is excluded for both. Run: `cargo bench --bench pipeline` (env `PIPELINE_BENCH_RECORDS`,
-//! default 200000). Under `cargo test` it runs a small smoke pass.
+//! Each reports records/s (first to last output create time, so group joins are excluded),
+//! CPU µs per record (process user + system time over the whole run, joins included) and, for
+//! the daemon, peak RSS. Then latency: input arrives at half of (b)'s rate for 10 s through
+//! (a) and (b), both with the same fetch settings; p50/p99 of output create time minus input
+//! create time. Run: `cargo bench --bench pipeline`. Under `cargo test` it runs a small smoke
+//! pass (2,000 records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency.
 
 #[path = "../tests/pipeline/harness.rs"]
 #[allow(dead_code)]
 mod harness;
 
-use futures::StreamExt;
-use harness::{tweets, Broker, Daemon, DaemonArgs, Record};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::FutureRecord;
-use rdkafka::{ClientConfig, Message};
+use harness::{cpu_seconds_of, tweets, Broker, Daemon, DaemonArgs, Record};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
+/// The daemon's default fetch wait, used by the bare copy too.
+const FETCH_WAIT_MS: &str = streamscore::stream::kafka::DEFAULT_FETCH_WAIT_MS;
+
+/// Workers of the daemon (`PIPELINE_BENCH_WORKERS`, default 2).
+fn workers() -> usize {
+    std::env::var("PIPELINE_BENCH_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
+}
+
+/// One measured pass.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    rate: f64,
+    cpu_us: f64,
+    rss_mb: f64,
+}
 
 fn main() {
     let bench = std::env::args().any(|a| a == "--bench");
-    let n: usize = if bench {
-        std::env::var("PIPELINE_BENCH_RECORDS")
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(200_000)
-    } else {
-        2_000
+            .unwrap_or(d)
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (n, runs) = if bench {
+        (
+            env("PIPELINE_BENCH_RECORDS", 200_000),
+            env("PIPELINE_BENCH_RUNS", 3),
+        )
+    } else {
+        (2_000, 1)
+    };
+    let rt = harness::rt();
     let broker = Broker::start();
-    rt.block_on(async {
-        for t in [
-            "in",
-            "bare-out",
-            "out",
-            "out.dlq",
-            "lat-in",
-            "lat-out",
-            "lat-out.dlq",
-        ] {
-            broker.create_topic(t, PARTITIONS).await;
-        }
-    });
-    let data = tweets(n);
-    rt.block_on(broker.produce("in", &data));
-    eprintln!("produced {n} tweets to 4 partitions");
-
-    let bare = rt.block_on(bare_copy(&broker.addr, n));
-    let bare_rate = rate(&broker.read_all(
-        "bare-out",
-        PARTITIONS,
-        n,
-        Duration::from_secs(1),
-        Duration::from_secs(120),
-    ));
-
     let dir = tempfile::tempdir().unwrap();
-    let mut daemon = Daemon::start(&DaemonArgs {
-        brokers: &broker.addr,
-        input: "in",
-        output: "out",
-        name: "bench",
-        group: "bench",
-        workers: 2,
-        log_dir: dir.path(),
-    });
-    let out = broker.read_all(
-        "out",
-        PARTITIONS,
-        n,
-        Duration::from_secs(2),
-        Duration::from_secs(300),
-    );
-    daemon.signal("-TERM");
-    daemon.wait(Duration::from_secs(30));
-    let pipe_rate = rate(&out);
-    println!("bare copy : {bare} records copied, {bare_rate:.0} records/s");
-    println!(
-        "pipeline  : {} records scored, {pipe_rate:.0} records/s",
-        out.len()
-    );
-    println!("ratio     : {:.2}x the bare copy", pipe_rate / bare_rate);
+    rt.block_on(broker.create_topic("in", PARTITIONS));
+    rt.block_on(broker.produce("in", &tweets(n)));
+    eprintln!("produced {n} tweets to {PARTITIONS} partitions");
 
-    if bench {
-        latency(&rt, &broker, dir.path(), pipe_rate / 2.0);
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        for t in ["a", "b", "b.dlq", "c", "c.dlq"] {
+            rt.block_on(broker.create_topic(&format!("out-{t}-{run}"), PARTITIONS));
+        }
+        a.push(bare_pass(&broker, n, run));
+        b.push(daemon_pass(&broker, dir.path(), n, run, "b", &[]));
+        c.push(daemon_pass(
+            &broker,
+            dir.path(),
+            n,
+            run,
+            "c",
+            &["--delivery", "exactly-once"],
+        ));
+        let show = |name: &str, p: &Pass| {
+            println!(
+                "run {run} {name}: {:>9.0} records/s  {:>5.2} µs CPU/record  peak RSS {:>5.1} MB",
+                p.rate, p.cpu_us, p.rss_mb
+            )
+        };
+        show("(a) bare copy    ", &a[run]);
+        show("(b) at-least-once", &b[run]);
+        show("(c) exactly-once ", &c[run]);
+    }
+    let (a, b, c) = (median(&a), median(&b), median(&c));
+    println!("median of {runs} runs, {n} records:");
+    println!(
+        "(a) bare copy     {:>9.0} records/s  {:.2} µs CPU/record",
+        a.rate, a.cpu_us
+    );
+    println!(
+        "(b) at-least-once {:>9.0} records/s  {:.2} µs CPU/record  peak RSS {:.1} MB  → {:.2}× (a), CPU +{:.2} µs",
+        b.rate,
+        b.cpu_us,
+        b.rss_mb,
+        b.rate / a.rate,
+        b.cpu_us - a.cpu_us
+    );
+    println!(
+        "(c) exactly-once  {:>9.0} records/s  {:.2} µs CPU/record  peak RSS {:.1} MB  → {:.2}× (a)",
+        c.rate,
+        c.cpu_us,
+        c.rss_mb,
+        c.rate / a.rate
+    );
+    if bench && env("PIPELINE_BENCH_LATENCY", 1) == 1 {
+        latency(&rt, &broker, dir.path(), b.rate / 2.0);
+    }
+}
+
+/// Field-wise median of passes.
+fn median(passes: &[Pass]) -> Pass {
+    let mid = |f: fn(&Pass) -> f64| {
+        let mut v: Vec<f64> = passes.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Pass {
+        rate: mid(|p| p.rate),
+        cpu_us: mid(|p| p.cpu_us),
+        rss_mb: mid(|p| p.rss_mb),
     }
 }
 
@@ -106,74 +147,184 @@ fn rate(records: &[Record]) -> f64 {
     records.len() as f64 / ((max - min).max(1) as f64 / 1000.0)
 }
 
-/// A hand-written consume→produce copy loop with the daemon's client settings.
-async fn bare_copy(brokers: &str, n: usize) -> usize {
-    let consumer: StreamConsumer = ClientConfig::new()
+fn read(broker: &Broker, topic: &str, n: usize) -> Vec<Record> {
+    broker.read_all(
+        topic,
+        PARTITIONS,
+        n,
+        Duration::from_secs(2),
+        Duration::from_secs(300),
+    )
+}
+
+fn bare_pass(broker: &Broker, n: usize, run: usize) -> Pass {
+    let out = format!("out-a-{run}");
+    let cpu0 = cpu_seconds_of(std::process::id());
+    let copied = bare_copy(&broker.addr, "in", &out, &format!("bare-{run}"), n, None);
+    let cpu = cpu_seconds_of(std::process::id()) - cpu0;
+    let records = read(broker, &out, n);
+    assert_eq!(copied, n);
+    assert!(records.len() >= n, "bare copy output: {}", records.len());
+    Pass {
+        rate: rate(&records),
+        cpu_us: cpu * 1e6 / n as f64,
+        rss_mb: 0.0,
+    }
+}
+
+fn daemon_pass(
+    broker: &Broker,
+    dir: &std::path::Path,
+    n: usize,
+    run: usize,
+    kind: &str,
+    extra: &[&str],
+) -> Pass {
+    let out = format!("out-{kind}-{run}");
+    let name = format!("{kind}{run}");
+    let mut daemon = Daemon::start(&DaemonArgs {
+        brokers: &broker.addr,
+        input: "in",
+        output: &out,
+        name: &name,
+        group: &name,
+        workers: workers(),
+        log_dir: dir,
+        extra,
+    });
+    let records = read(broker, &out, n);
+    let (cpu, rss) = (daemon.cpu_seconds(), daemon.peak_rss_mb());
+    daemon.signal("-TERM");
+    daemon.wait(Duration::from_secs(60));
+    assert!(
+        records.len() >= n,
+        "{kind}: {} of {n} outputs; log:\n{}",
+        records.len(),
+        daemon.log_text()
+    );
+    Pass {
+        rate: rate(&records),
+        cpu_us: cpu * 1e6 / n as f64,
+        rss_mb: rss,
+    }
+}
+
+/// Delivery callbacks of the bare copy: the next offset to store per partition.
+#[derive(Default)]
+struct CopyContext {
+    next: Mutex<HashMap<i32, i64>>,
+    delivered: AtomicUsize,
+}
+
+impl ClientContext for CopyContext {}
+
+impl ProducerContext for CopyContext {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, r: &DeliveryResult<'_>, opaque: usize) {
+        if let Err((e, _)) = r {
+            panic!("bare copy delivery failed: {e}");
+        }
+        let (p, o) = ((opaque >> 48) as i32, (opaque & 0xffff_ffff_ffff) as i64);
+        // An idempotent producer delivers each partition in order: the last is the prefix.
+        self.next.lock().unwrap().insert(p, o + 1);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The bare copy: consume, produce with the source position as the delivery opaque, poll the
+/// producer for delivery reports, store delivered offsets (committed every 200 ms). Returns
+/// the records copied. With `ready`, signals once partitions are assigned.
+fn bare_copy(
+    brokers: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    n: usize,
+    ready: Option<std::sync::mpsc::Sender<()>>,
+) -> usize {
+    let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", "bare")
+        .set("group.id", group)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
+        .set("auto.commit.interval.ms", "200")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS)
+        .set("queued.max.messages.kbytes", "65536")
         .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "500")
         .create()
         .unwrap();
-    let producer: rdkafka::producer::FutureProducer = ClientConfig::new()
+    let producer: rdkafka::producer::BaseProducer<CopyContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .create()
+        .set("queue.buffering.max.messages", "1000000")
+        .create_with_context(CopyContext::default())
         .unwrap();
-    consumer.subscribe(&["in"]).unwrap();
-    let mut inflight = futures::stream::FuturesUnordered::new();
-    let mut copied = 0;
-    let mut received = 0;
-    while copied < n {
-        tokio::select! {
-            Some(r) = inflight.next(), if !inflight.is_empty() => {
-                let (p, o, res): (i32, i64, Result<_, _>) = r;
-                res.expect("bare delivery");
-                let _ = consumer.store_offset("in", p, o);
-                copied += 1;
+    consumer.subscribe(&[input]).unwrap();
+    let mut ready = ready;
+    let mut consumed = 0;
+    let mut last_store = Instant::now();
+    while producer.context().delivered.load(Ordering::Relaxed) < n {
+        let msg = if consumed < n {
+            consumer.poll(Duration::from_millis(if consumed == 0 { 100 } else { 0 }))
+        } else {
+            None
+        };
+        match msg {
+            Some(Ok(m)) => {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+                let opaque = ((m.partition() as usize) << 48) | m.offset() as usize;
+                let mut rec = BaseRecord::with_opaque_to(output, opaque);
+                rec.key = m.key();
+                rec.payload = m.payload();
+                let mut rec: BaseRecord<'_, [u8], [u8], usize> = rec;
+                loop {
+                    match producer.send(rec) {
+                        Ok(()) => break,
+                        Err((e, back))
+                            if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
+                        {
+                            producer.poll(Duration::from_millis(1));
+                            rec = back;
+                        }
+                        Err((e, _)) => panic!("bare copy produce: {e}"),
+                    }
+                }
+                consumed += 1;
+                if consumed % 1024 == 0 {
+                    producer.poll(Duration::ZERO);
+                }
             }
-            m = consumer.recv(), if received < n && inflight.len() < 2048 => {
-                let m = m.unwrap();
-                received += 1;
-                let (p, o) = (m.partition(), m.offset());
-                let key = m.key().map(<[u8]>::to_vec);
-                let value = m.payload().unwrap_or_default().to_vec();
-                let producer = producer.clone();
-                inflight.push(async move {
-                    let mut rec = FutureRecord::to("bare-out").payload(&value);
-                    if let Some(k) = &key { rec = rec.key(k); }
-                    (p, o, producer.send(rec, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e))
-                });
+            Some(Err(e)) => eprintln!("bare copy consumer: {e}"),
+            None => {
+                if ready.is_some() && consumer.assignment().is_ok_and(|a| a.count() > 0) {
+                    let _ = ready.take().map(|tx| tx.send(()));
+                }
+                producer.poll(Duration::from_millis(1));
             }
         }
+        if last_store.elapsed() >= Duration::from_millis(100) {
+            last_store = Instant::now();
+            let next = std::mem::take(&mut *producer.context().next.lock().unwrap());
+            let mut tpl = TopicPartitionList::new();
+            for (p, o) in next {
+                tpl.add_partition_offset(input, p, Offset::Offset(o))
+                    .unwrap();
+            }
+            let _ = consumer.store_offsets(&tpl);
+        }
     }
-    copied
+    producer.flush(Duration::from_secs(30)).unwrap();
+    consumed
 }
 
-/// p50/p99 input→output latency at `rate` records/s for about 10 s.
-fn latency(rt: &tokio::runtime::Runtime, broker: &Broker, dir: &std::path::Path, rate: f64) {
-    let mut daemon = Daemon::start(&DaemonArgs {
-        brokers: &broker.addr,
-        input: "lat-in",
-        output: "lat-out",
-        name: "lat",
-        group: "lat",
-        workers: 2,
-        log_dir: dir,
-    });
-    let start = Instant::now();
-    while daemon.log_text().matches("partitions assigned").count() < 2
-        && start.elapsed() < Duration::from_secs(30)
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    let total = (rate * 10.0) as usize;
+/// Produces `total` tweets to `topic` at `rate` per second (10 ms ticks).
+fn feed(rt: &tokio::runtime::Runtime, broker: &Broker, topic: &str, total: usize, rate: f64) {
     let data = tweets(total);
     rt.block_on(async {
         let p = broker.producer();
@@ -183,49 +334,79 @@ fn latency(rt: &tokio::runtime::Runtime, broker: &Broker, dir: &std::path::Path,
         for (i, chunk) in data.chunks(per_tick).enumerate() {
             for (k, v) in chunk {
                 // Delivery is checked by reading the topic back; the future can be dropped.
-                let _ = p.send_result(FutureRecord::to("lat-in").key(k).payload(v));
+                let _ = p.send_result(rdkafka::producer::FutureRecord::to(topic).key(k).payload(v));
             }
-            let due = t0 + tick * (i as u32 + 1);
-            tokio::time::sleep_until(due.into()).await;
+            tokio::time::sleep_until((t0 + tick * (i as u32 + 1)).into()).await;
         }
-        use rdkafka::producer::Producer;
         let _ = p.flush(Duration::from_secs(30));
     });
-    let inputs: HashMap<(i32, i64), i64> = broker
-        .read_all(
-            "lat-in",
-            PARTITIONS,
-            total,
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        )
+}
+
+/// p50/p99/max of output create time minus input create time, matched by key.
+fn lags(broker: &Broker, input: &str, output: &str, total: usize) -> (usize, i64, i64, i64) {
+    let sent: HashMap<Vec<u8>, i64> = read(broker, input, total)
         .into_iter()
-        .filter_map(|r| Some(((r.partition, r.offset), r.timestamp_ms?)))
+        .filter_map(|r| Some((r.key?, r.timestamp_ms?)))
         .collect();
-    let out = broker.read_all(
-        "lat-out",
-        PARTITIONS,
-        total,
-        Duration::from_secs(2),
-        Duration::from_secs(120),
-    );
-    daemon.signal("-TERM");
-    daemon.wait(Duration::from_secs(30));
-    let mut lat: Vec<i64> = out
+    let mut lat: Vec<i64> = read(broker, output, total)
         .iter()
-        .filter_map(|r| Some(r.timestamp_ms? - inputs.get(&r.source())?))
+        .filter_map(|r| Some(r.timestamp_ms? - sent.get(r.key.as_ref()?)?))
         .collect();
     lat.sort_unstable();
     if lat.is_empty() {
-        println!("latency   : no samples");
-        return;
+        return (0, 0, 0, 0);
     }
     let pct = |q: f64| lat[((lat.len() - 1) as f64 * q) as usize];
-    println!(
-        "latency   : {} records at {rate:.0}/s: p50 {} ms, p99 {} ms, max {} ms",
-        lat.len(),
-        pct(0.5),
-        pct(0.99),
-        lat[lat.len() - 1]
-    );
+    (lat.len(), pct(0.5), pct(0.99), lat[lat.len() - 1])
+}
+
+/// Latency of (a) and (b) at `rate` records/s for about 10 s each.
+fn latency(rt: &tokio::runtime::Runtime, broker: &Broker, dir: &std::path::Path, rate: f64) {
+    let total = (rate * 10.0) as usize;
+    for t in [
+        "lat-in-a",
+        "lat-out-a",
+        "lat-in-b",
+        "lat-out-b",
+        "lat-out-b.dlq",
+    ] {
+        rt.block_on(broker.create_topic(t, PARTITIONS));
+    }
+    // (a): the copy runs on its own thread while the input is fed.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let addr = broker.addr.clone();
+    let copy = std::thread::spawn(move || {
+        bare_copy(&addr, "lat-in-a", "lat-out-a", "lat-a", total, Some(tx))
+    });
+    // The copy signals once it owns partitions, or at its first record.
+    let _ = rx.recv_timeout(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(1));
+    feed(rt, broker, "lat-in-a", total, rate);
+    copy.join().unwrap();
+    let (na, a50, a99, amax) = lags(broker, "lat-in-a", "lat-out-a", total);
+
+    let mut daemon = Daemon::start(&DaemonArgs {
+        brokers: &broker.addr,
+        input: "lat-in-b",
+        output: "lat-out-b",
+        name: "lat",
+        group: "lat",
+        workers: workers(),
+        log_dir: dir,
+        extra: &[],
+    });
+    let start = Instant::now();
+    while daemon.log_text().matches("partitions assigned").count() < 2
+        && start.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    feed(rt, broker, "lat-in-b", total, rate);
+    let (nb, b50, b99, bmax) = lags(broker, "lat-in-b", "lat-out-b", total);
+    daemon.signal("-TERM");
+    daemon.wait(Duration::from_secs(30));
+    println!("latency at {rate:.0} records/s for 10 s (fetch.wait.max.ms = {FETCH_WAIT_MS}):");
+    println!("(a) bare copy     {na} records: p50 {a50} ms, p99 {a99} ms, max {amax} ms");
+    println!("(b) at-least-once {nb} records: p50 {b50} ms, p99 {b99} ms, max {bmax} ms");
 }

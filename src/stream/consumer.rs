@@ -1,9 +1,10 @@
 //! The consumer stage: a thread polling a `BaseConsumer` without pause, so rebalances are
 //! always served, feeding the batcher and dispatching batches to the scorer.
 //!
-//! - **Backpressure** pauses the assigned partitions (and keeps polling) while a batch waits
-//!   for the scorer, too many records are in flight, or a rewind backs off; it resumes them
-//!   when that clears.
+//! - **Backpressure**: a batch the scorer has no room for is offered again for up to 50 ms
+//!   between polls; with `batch.max_in_flight` records in flight (a slow output), or while a
+//!   rewind backs off, the assigned partitions are paused (and polling goes on) until half of
+//!   them are delivered.
 //! - **Offsets** (at-least-once): the acker's delivered prefixes are stored every loop;
 //!   librdkafka commits them every `commit.interval_ms`, and the consumer commits at once
 //!   every `commit.max_records` stored records, which bounds what a crash replays.
@@ -21,8 +22,9 @@
 use super::acker::{Acker, Fault};
 use super::batcher::{Batch, Batcher};
 use super::{RateLimitedLog, Stats, StreamError};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -34,10 +36,14 @@ use tracing::{debug, info, warn};
 /// The consumer type of a worker.
 pub type KafkaConsumer = BaseConsumer<IntakeContext>;
 
+/// Most records polled between two housekeeping rounds (faults, offsets, backpressure).
+const POLL_BURST: usize = 256;
 /// Longest a poll blocks when nothing is waiting.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Poll while paused or while a batch waits for the scorer.
-const BUSY_POLL: Duration = Duration::from_millis(1);
+/// Poll while paused (rebalances and back-off are served promptly).
+const BUSY_POLL: Duration = Duration::from_millis(10);
+/// Longest the consumer waits for room in the scorer's queue before polling again.
+const BLOCKED_WAIT: Duration = Duration::from_millis(50);
 /// Longest a revoke waits for the revoked partitions' records in flight.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// First and longest back-off between rewinds.
@@ -259,11 +265,12 @@ pub fn run(
             stats.set_stalled(s.index, true);
         }
 
-        // Dispatch: a blocked batch first, then a due one.
+        // Dispatch: a blocked batch first (waiting briefly for room: rebalances are served
+        // at the next poll), then a due one.
         let (waiting, blocked) = {
             let mut intake = ctx.lock();
             if let Some(b) = intake.blocked.take() {
-                intake.blocked = try_dispatch(&ctx.batches, b)?;
+                intake.blocked = send_within(&ctx.batches, b, BLOCKED_WAIT)?;
             }
             if intake.blocked.is_none() && (intake.batcher.is_due(now) || draining) {
                 intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
@@ -277,49 +284,73 @@ pub fn run(
             }
         }
 
-        // Backpressure: pause while the scorer is full, too much is in flight, or backing off.
+        // Backpressure: pause while too much is in flight (resume at half), backing off or
+        // draining. A full scorer queue alone does not pause: the consumer waits on it above.
         let backing_off = resume_at.is_some_and(|t| now < t);
-        let pause = draining || blocked || in_flight >= s.max_in_flight || backing_off;
-        if pause != ctx.paused.load(Relaxed) {
+        let paused = ctx.paused.load(Relaxed);
+        let over = if paused {
+            in_flight > s.max_in_flight / 2
+        } else {
+            in_flight >= s.max_in_flight
+        };
+        let pause = draining || over || backing_off;
+        if pause != paused {
             set_paused(consumer, pause, &s.label);
             ctx.paused.store(pause, Relaxed);
         }
 
-        let timeout = if pause || (waiting && !ctx.batches.is_empty()) {
+        let timeout = if blocked || (waiting && !ctx.batches.is_empty()) {
+            Duration::ZERO
+        } else if pause {
             BUSY_POLL
         } else if waiting {
             Duration::ZERO
         } else {
             IDLE_POLL
         };
-        match consumer.poll(timeout) {
-            Some(Ok(m)) => {
-                let full = ctx.lock().batcher.push(&m);
-                if full {
+        // A burst of polls between housekeeping rounds, so per-record work stays small.
+        let mut timeout = timeout;
+        for _ in 0..POLL_BURST {
+            match consumer.poll(timeout) {
+                Some(Ok(m)) => {
                     let mut intake = ctx.lock();
-                    if intake.blocked.is_none() {
-                        intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+                    if intake.batcher.push(&m) {
+                        if intake.blocked.is_none() {
+                            intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+                        }
+                        break;
                     }
                 }
-            }
-            Some(Err(e)) => poll_errors.log(|n| {
-                warn!(worker = %s.label, error = %e, repeated = n, "Kafka consumer error; retrying");
-            }),
-            None => {
-                // Nothing more ready: an idle scorer takes what is waiting now.
-                let mut intake = ctx.lock();
-                if waiting && intake.blocked.is_none() && ctx.batches.is_empty() {
-                    intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+                Some(Err(e)) => {
+                    poll_errors.log(|n| {
+                        warn!(worker = %s.label, error = %e, repeated = n, "Kafka consumer error; retrying");
+                    });
+                    break;
+                }
+                None => {
+                    // Nothing more ready: an idle scorer takes what is waiting now.
+                    let mut intake = ctx.lock();
+                    if !intake.batcher.is_empty()
+                        && intake.blocked.is_none()
+                        && ctx.batches.is_empty()
+                    {
+                        intake.blocked = dispatch(&mut intake.batcher, ctx, acker, stats)?;
+                    }
+                    break;
                 }
             }
+            timeout = Duration::ZERO;
         }
     };
     if outcome.is_ok() && !ctx.abandoning.load(Relaxed) && !s.transactional {
         store(consumer, &s.topic, acker.take_to_store(), &s.label);
         match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => info!(worker = %s.label, "offsets committed"),
+            // NoOffset: everything stored was already committed by the periodic commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {
+                info!(worker = %s.label, "offsets committed")
+            }
             Err(e) => {
-                debug!(worker = %s.label, error = %e, "final commit (nothing stored is fine)")
+                warn!(worker = %s.label, error = %e, "final commit failed (records since the last commit will be replayed)")
             }
         }
     }
@@ -349,10 +380,25 @@ fn try_dispatch(batches: &Sender<Batch>, batch: Batch) -> Result<Option<Batch>, 
     match batches.try_send(batch) {
         Ok(()) => Ok(None),
         Err(TrySendError::Full(b)) => Ok(Some(b)),
-        Err(TrySendError::Disconnected(_)) => {
-            Err(StreamError::Scoring("the scorer thread ended".into()))
-        }
+        Err(TrySendError::Disconnected(_)) => Err(scorer_gone()),
     }
+}
+
+/// Offers a batch to the scorer for up to `wait`; returns it when there is still no room.
+fn send_within(
+    batches: &Sender<Batch>,
+    batch: Batch,
+    wait: Duration,
+) -> Result<Option<Batch>, StreamError> {
+    match batches.send_timeout(batch, wait) {
+        Ok(()) => Ok(None),
+        Err(SendTimeoutError::Timeout(b)) => Ok(Some(b)),
+        Err(SendTimeoutError::Disconnected(_)) => Err(scorer_gone()),
+    }
+}
+
+fn scorer_gone() -> StreamError {
+    StreamError::Scoring("the scorer thread ended".into())
 }
 
 /// After a fault: store the delivered prefix, drop what waits, seek every partition with

@@ -21,7 +21,7 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS)
         // Bound librdkafka's prefetch so a stalled pipeline holds little memory.
-        .set("queued.max.messages.kbytes", "16384");
+        .set("queued.max.messages.kbytes", "4096");
     for (k, v) in &d.kafka {
         if !is_producer_only(k) {
             c.set(k, v);

@@ -79,7 +79,11 @@ impl Worker {
                 Transactional {
                     cadence: Cadence {
                         interval: Duration::from_millis(cfg.commit.transaction_interval_ms),
-                        max_records: cfg.commit.max_records as usize,
+                        // A transaction's records stay in flight until it commits: commit
+                        // before they would pause reading.
+                        max_records: (cfg.commit.max_records as usize)
+                            .min(cfg.batch.max_in_flight / 2)
+                            .max(1),
                     },
                     group: Box::new(move || c.group_metadata()),
                 }

@@ -235,6 +235,8 @@ pub struct DaemonArgs<'a> {
     pub group: &'a str,
     pub workers: usize,
     pub log_dir: &'a Path,
+    /// More `streamscore run` flags (e.g. `--delivery exactly-once`).
+    pub extra: &'a [&'a str],
 }
 
 impl Daemon {
@@ -265,6 +267,7 @@ impl Daemon {
                 "--kafka",
                 "heartbeat.interval.ms=500",
             ])
+            .args(a.extra)
             .args(["--listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(a.log_dir.join(format!("state-{}", a.name)))
@@ -306,6 +309,32 @@ impl Daemon {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// CPU seconds (user + system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(self.child.id())
+    }
+
+    /// Peak resident memory (VmHWM) so far, in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+}
+
+/// CPU seconds (user + system) used by process `pid` (`/proc/PID/stat`, 100 ticks a second).
+pub fn cpu_seconds_of(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn next_id() -> u64 {

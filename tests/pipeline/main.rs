@@ -31,6 +31,7 @@ fn args<'a>(broker: &'a Broker, name: &'a str, dir: &'a std::path::Path) -> Daem
         group: "streamscore-test",
         workers: 2,
         log_dir: dir,
+        extra: &[],
     }
 }
 
