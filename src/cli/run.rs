@@ -62,6 +62,15 @@ pub struct RunArgs {
     /// Most records in flight per worker before reading pauses.
     #[arg(long, default_value_t = BatchConfig::default().max_in_flight)]
     max_in_flight: usize,
+    /// Commit at once after this many delivered records per worker (bounds replays).
+    #[arg(long, default_value_t = CommitConfig::default().max_records)]
+    commit_max_records: u64,
+    /// Largest record produced, in bytes (longer dead letters are cut to fit).
+    #[arg(long, default_value_t = OutputConfig::DEFAULT_MAX_MESSAGE_BYTES)]
+    max_message_bytes: usize,
+    /// Bootstrap servers of the output cluster (default: `--brokers`).
+    #[arg(long, env = "STREAMSCORE_OUTPUT_BROKERS")]
+    output_brokers: Option<String>,
     /// Delivery guarantee of the flag-defined deployment.
     #[arg(long, value_enum, default_value_t = Delivery::AtLeastOnce)]
     delivery: Delivery,
@@ -114,8 +123,8 @@ impl RunArgs {
             output: OutputConfig {
                 topic: output,
                 dlq_topic: self.dlq_topic.clone(),
-                bootstrap_servers: None,
-                max_message_bytes: OutputConfig::DEFAULT_MAX_MESSAGE_BYTES,
+                bootstrap_servers: self.output_brokers.clone(),
+                max_message_bytes: self.max_message_bytes,
                 kafka: BTreeMap::new(),
             },
             group_id: self.group.clone(),
@@ -127,7 +136,10 @@ impl RunArgs {
             },
             kafka,
             delivery: self.delivery,
-            commit: CommitConfig::default(),
+            commit: CommitConfig {
+                max_records: self.commit_max_records,
+                ..CommitConfig::default()
+            },
             stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
         };
         d.validate()

@@ -625,9 +625,14 @@ async fn preflight(config: &DeploymentConfig) -> Result<(), String> {
     // A metadata probe only: without a group id it never touches the consumer group.
     c.remove("group.id");
     let input = config.input.topic.clone();
-    // The output topic is checked only when it lives on the same cluster as the input.
-    let output = (config.output_servers() == config.input.bootstrap_servers)
-        .then(|| config.output.topic.clone());
+    // The output and dead-letter topics are checked only when they live on the input's
+    // cluster.
+    let same_cluster = config.output_servers() == config.input.bootstrap_servers;
+    let outputs: Vec<String> = if same_cluster {
+        vec![config.output.topic.clone(), config.dlq_topic()]
+    } else {
+        Vec::new()
+    };
     let outcome = tokio::task::spawn_blocking(move || -> Result<(), String> {
         let consumer: BaseConsumer = c
             .create()
@@ -635,7 +640,7 @@ async fn preflight(config: &DeploymentConfig) -> Result<(), String> {
         let md = consumer
             .fetch_metadata(None, Duration::from_secs(5))
             .map_err(|e| format!("brokers unreachable: {e}"))?;
-        for t in std::iter::once(&input).chain(output.as_ref()) {
+        for t in std::iter::once(&input).chain(&outputs) {
             let found = md
                 .topics()
                 .iter()

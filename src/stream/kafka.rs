@@ -41,7 +41,7 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
 }
 
 /// Producer settings: idempotent (no duplicates or reordering from internal retries); for
-/// exactly-once, transactional with an id unique to this process and worker.
+/// exactly-once, transactional with an id stable for this instance, group and worker.
 pub fn producer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set(
@@ -66,14 +66,29 @@ pub fn producer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     if d.delivery == Delivery::ExactlyOnce {
         c.set(
             "transactional.id",
-            format!(
-                "streamscore-{}-{worker}-{}",
-                d.group_id(),
-                uuid::Uuid::new_v4().simple()
-            ),
-        );
+            format!("streamscore-{}-{}-{worker}", d.group_id(), instance_id()),
+        )
+        // A transaction left open by a crashed process is aborted by the broker after this.
+        .set("transaction.timeout.ms", "30000");
     }
     c
+}
+
+/// This instance's name in transactional ids: `STREAMSCORE_INSTANCE_ID`, else the host name.
+/// It is stable across restarts, so a restarted instance fences its predecessor's producer and
+/// aborts the transaction it left open; instances sharing a host and a group must set distinct
+/// values.
+pub fn instance_id() -> String {
+    std::env::var("STREAMSCORE_INSTANCE_ID")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "local".into())
 }
 
 /// Settings that only mean something to a consumer (librdkafka warns when a producer gets them).

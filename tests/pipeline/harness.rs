@@ -73,6 +73,15 @@ impl Broker {
         Broker { child, addr }
     }
 
+    /// Sends `sig` (e.g. `-STOP`, `-CONT`) to the broker process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
     pub async fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
             .set("bootstrap.servers", &self.addr)
@@ -310,12 +319,14 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// CPU seconds (user + system) the process has used so far.
+    /// CPU seconds (user + system) the process has used so far (for the bench).
+    #[allow(dead_code)]
     pub fn cpu_seconds(&self) -> f64 {
         cpu_seconds_of(self.child.id())
     }
 
-    /// Peak resident memory (VmHWM) so far, in MB.
+    /// Peak resident memory (VmHWM) so far, in MB (for the bench).
+    #[allow(dead_code)]
     pub fn peak_rss_mb(&self) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .unwrap_or_default();
@@ -328,6 +339,7 @@ impl Daemon {
 }
 
 /// CPU seconds (user + system) used by process `pid` (`/proc/PID/stat`, 100 ticks a second).
+#[allow(dead_code)]
 pub fn cpu_seconds_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start after the last ')'.

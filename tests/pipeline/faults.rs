@@ -1,0 +1,195 @@
+//! Faults of the data plane: exactly-once through crashes, dead letters too large for the
+//! producer, a missing dead-letter topic, and an output broker frozen past the producer's
+//! message timeout.
+
+use crate::harness::{tweets, wait_until, Broker, Daemon, DaemonArgs};
+use crate::{args, coverage, input_offsets, setup, wait_for_outputs, N, PARTITIONS};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+#[test]
+fn exactly_once_through_three_kill_9s() {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(broker.produce("in", &tweets(N)));
+    let inputs = input_offsets(&broker, N);
+    let eos = DaemonArgs {
+        extra: &["--delivery", "exactly-once"],
+        ..args(&broker, "a", dir.path())
+    };
+    for round in 1..=3 {
+        let mut d = Daemon::start(&eos);
+        wait_for_outputs(&broker, round * N / 5, &d);
+        d.signal("-KILL");
+        assert_eq!(d.wait(Duration::from_secs(10)), None, "killed by a signal");
+    }
+    let mut last = Daemon::start(&eos);
+    wait_until(
+        Duration::from_secs(180),
+        || last.log_text(),
+        || coverage(&broker, &inputs, Duration::from_millis(700)).missing == 0,
+    );
+    last.signal("-TERM");
+    assert_eq!(last.wait(Duration::from_secs(30)), Some(0));
+    // The reader is read_committed (librdkafka's default): aborted transactions are invisible.
+    let c = coverage(&broker, &inputs, Duration::from_secs(2));
+    assert_eq!(
+        (c.missing, c.duplicates),
+        (0, 0),
+        "{} outputs; log:\n{}",
+        c.outputs.len(),
+        last.log_text()
+    );
+}
+
+#[test]
+fn dead_letters_too_large_for_the_producer_are_cut_to_fit() {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let good = tweets(N / 10);
+    // Not JSON, 200 KB: a dead letter over the 64 KB producer limit set below.
+    let not_json = vec![b'x'; 200 * 1024];
+    // Over the input limit (512 KB): dead-lettered as too_large, and cut too.
+    let too_large = format!("{{\"text\": \"{}\"}}", "a".repeat(600 * 1024)).into_bytes();
+    let mut records = good.clone();
+    for i in 0..3 {
+        records.insert(i * 100, (format!("bad{i}"), not_json.clone()));
+        records.insert(i * 100 + 50, (format!("big{i}"), too_large.clone()));
+    }
+    rt.block_on(broker.produce("in", &records));
+    let mut d = Daemon::start(&DaemonArgs {
+        extra: &["--max-message-bytes", "65536"],
+        ..args(&broker, "a", dir.path())
+    });
+    wait_for_outputs(&broker, good.len(), &d);
+    let dlq = broker.read_all(
+        "out.dlq",
+        PARTITIONS,
+        6,
+        Duration::from_secs(1),
+        Duration::from_secs(60),
+    );
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0));
+    assert_eq!(dlq.len(), 6, "log:\n{}", d.log_text());
+    for r in &dlq {
+        let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+        let original = if key.starts_with("bad") {
+            &not_json
+        } else {
+            &too_large
+        };
+        let reason = &r.headers["streamscore.error.reason"];
+        assert_eq!(
+            reason,
+            if key.starts_with("bad") {
+                "invalid_json"
+            } else {
+                "too_large"
+            }
+        );
+        assert!(
+            r.value.len() <= 65536 - 4096,
+            "cut to fit: {}",
+            r.value.len()
+        );
+        assert_eq!(
+            r.value[..],
+            original[..r.value.len()],
+            "a prefix of the original"
+        );
+        assert_eq!(
+            r.headers["streamscore.original.size"],
+            original.len().to_string()
+        );
+        let digest: String = Sha256::digest(original)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(r.headers["streamscore.original.sha256"], digest);
+    }
+}
+
+#[test]
+fn a_missing_dead_letter_topic_fails_the_deployment_and_names_it() {
+    let (broker, _rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&DaemonArgs {
+        extra: &["--dlq-topic", "nowhere.dlq"],
+        ..args(&broker, "a", dir.path())
+    });
+    let status = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamscore"))
+            .args(["ctl", "--socket"])
+            .arg(dir.path().join("a.sock"))
+            .args(["status", "a"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        || format!("status: {}\nlog:\n{}", status(), d.log_text()),
+        || {
+            let s = status();
+            s.contains("FAILED") && s.contains("nowhere.dlq") && s.contains("does not exist")
+        },
+    );
+}
+
+#[test]
+fn a_frozen_output_broker_past_the_message_timeout_loses_nothing_and_keeps_the_group() {
+    let (input, rt) = setup();
+    let output = Broker::start();
+    rt.block_on(async {
+        for t in ["out", "out.dlq"] {
+            output.create_topic(t, PARTITIONS).await;
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let all = tweets(N);
+    rt.block_on(input.produce("in", &all[..N / 2]));
+    let mut d = Daemon::start(&DaemonArgs {
+        extra: &[
+            "--output-brokers",
+            &output.addr,
+            "--kafka",
+            "message.timeout.ms=4000",
+            "--kafka",
+            "max.poll.interval.ms=7000",
+        ],
+        ..args(&input, "a", dir.path())
+    });
+    wait_for_outputs(&output, N / 10, &d);
+
+    // Frozen for longer than the message timeout and the poll interval, while input arrives.
+    output.signal("-STOP");
+    rt.block_on(input.produce("in", &all[N / 2..]));
+    std::thread::sleep(Duration::from_secs(12));
+    output.signal("-CONT");
+
+    let inputs = input_offsets(&input, N);
+    wait_until(
+        Duration::from_secs(150),
+        || d.log_text(),
+        || coverage(&output, &inputs, Duration::from_millis(700)).missing == 0,
+    );
+    let log = d.log_text();
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(30)), Some(0));
+    let c = coverage(&output, &inputs, Duration::from_secs(1));
+    assert_eq!(c.missing, 0);
+    assert!(
+        log.contains("rewinding"),
+        "the outage was noticed and answered by a rewind:\n{log}"
+    );
+    assert!(
+        !log.contains("partitions revoked") && !log.contains("partitions lost"),
+        "the consumers kept their partitions through the outage:\n{log}"
+    );
+    eprintln!(
+        "frozen output: {} outputs for {N} inputs, {} duplicates",
+        c.outputs.len(),
+        c.duplicates
+    );
+}
