@@ -113,3 +113,62 @@ fn access_keys_come_from_a_comma_separated_variable() {
         Settings::load_with_env(None, env(&[("STREAMSCORE__AUTH__ACCESS_KEYS", "solo")])).unwrap();
     assert_eq!(s.auth.access_keys, ["solo"]);
 }
+
+#[test]
+fn managed_kafka_keys_are_refused_in_every_table() {
+    for (table, key) in [
+        ("deployments.kafka", "enable.idempotence"),
+        ("deployments.input.kafka", "enable.auto.offset.store"),
+        ("deployments.input.kafka", "enable.auto.commit"),
+        ("deployments.output.kafka", "acks"),
+        ("deployments.output.kafka", "transactional.id"),
+    ] {
+        let err = load_toml(&format!("{GOOD}\n[{table}]\n\"{key}\" = \"x\"\n"))
+            .unwrap_err()
+            .to_string();
+        let short = table.trim_start_matches("deployments.");
+        assert!(
+            err.contains(&format!("deployments[0].{short}.\"{key}\"")) && err.contains("managed"),
+            "{table}.{key}: {err}"
+        );
+    }
+    let err = load_toml("[control.kafka]\n\"enable.auto.commit\" = \"false\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("control.kafka.\"enable.auto.commit\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn delivery_and_commit_settings_are_read_and_checked() {
+    let with =
+        |line: &str| GOOD.replace("name = \"tweets\"", &format!("name = \"tweets\"\n{line}"));
+    let s = load_toml(&format!(
+        "{}\n[deployments.commit]\ninterval_ms = 100\nmax_records = 5000\n",
+        with("delivery = \"exactly_once\"")
+    ))
+    .unwrap();
+    let d = &s.deployments[0];
+    assert_eq!(d.delivery, Delivery::ExactlyOnce);
+    assert_eq!((d.commit.interval_ms, d.commit.max_records), (100, 5000));
+    let err = load_toml(&with("delivery = \"twice\""))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("twice"), "{err}");
+    let err = load_toml(&format!(
+        "{GOOD}\n[deployments.batch]\nmax_in_flight = 10\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("deployments[0].batch.max_in_flight"), "{err}");
+    // API-created deployments take their batching from control: checked at load too.
+    let err = Settings::load_with_env(
+        None,
+        env(&[("STREAMSCORE__CONTROL__BATCH__MAX_RECORDS", "0")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("control.batch.max_records"), "{err}");
+}

@@ -59,6 +59,9 @@ pub enum Status {
     Stopped,
     /// Could not run; the reason says why.
     Failed(String),
+    /// Running, but nothing was delivered for `stall_timeout_ms` while records wait; the
+    /// reason gives the last delivery error.
+    Stalled(String),
 }
 
 impl Status {
@@ -69,6 +72,15 @@ impl Status {
             Status::Running => "RUNNING",
             Status::Stopped => "STOPPED",
             Status::Failed(_) => "FAILED",
+            Status::Stalled(_) => "STALLED",
+        }
+    }
+
+    /// Why a deployment is failed or stalled.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Status::Failed(r) | Status::Stalled(r) => Some(r),
+            Status::Initializing | Status::Running | Status::Stopped => None,
         }
     }
 }
@@ -550,10 +562,19 @@ impl Entry {
     }
 
     fn view(&self) -> View {
+        let stats = self.stats.snapshot();
+        let status = match get(&self.status) {
+            Status::Running if stats.stalled_workers > 0 => Status::Stalled(format!(
+                "{} worker(s) delivered nothing for the stall timeout while records wait; last error: {}",
+                stats.stalled_workers,
+                self.stats.last_error().unwrap_or_else(|| "none".into())
+            )),
+            s => s,
+        };
         View {
             record: self.record.clone(),
-            status: get(&self.status),
-            stats: self.stats.snapshot(),
+            status,
+            stats,
             model_version: self.model.as_ref().map(|m| m.current().version.clone()),
         }
     }

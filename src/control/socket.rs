@@ -23,10 +23,7 @@ const MAX_LINE: usize = 4096;
 
 /// A deployment as the socket reports it.
 pub fn summary(v: &View) -> Value {
-    let reason = match &v.status {
-        super::Status::Failed(r) => Some(r.clone()),
-        _ => None,
-    };
+    let reason = v.status.reason();
     json!({
         "id": v.record.guid,
         "name": v.record.name,

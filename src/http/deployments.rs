@@ -3,7 +3,7 @@
 
 use super::{ApiError, AppState, Authenticated};
 use crate::control::record::{redact, CreateRequest, Desired, Origin};
-use crate::control::{Status, View};
+use crate::control::View;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -34,10 +34,7 @@ fn render(v: &View) -> Value {
         "/v3/wml_instances/{}/published_models/{}",
         r.instance_id, r.published_model_id
     );
-    let reason = match &v.status {
-        Status::Failed(reason) => Some(reason.clone()),
-        _ => None,
-    };
+    let reason = v.status.reason();
     json!({
         "metadata": {
             "guid": r.guid,
@@ -58,6 +55,7 @@ fn render(v: &View) -> Value {
             "output": {"connection": redact(&r.output.connection), "target": r.output.target},
             "counters": v.stats,
             "origin": r.origin,
+            "delivery": r.delivery,
         }
     })
 }

@@ -381,6 +381,15 @@ fn seed_requests_work_unchanged() {
         assert_eq!(r.status(), 400);
         let body: Value = r.json().await.unwrap();
         assert!(body["message"].as_str().is_some());
+        // The API takes the delivery guarantee, and refuses one that does not exist.
+        let mut eos = seed_body(&broker.addr, "in", "out");
+        eos["delivery"] = json!("exactly_twice");
+        assert_eq!(create(&base, &tok, &eos).await.status(), 400);
+        eos["delivery"] = json!("exactly_once");
+        let r = create(&base, &tok, &eos).await;
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["entity"]["delivery"], "exactly_once");
     });
     api.stop();
 }
