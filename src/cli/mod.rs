@@ -33,7 +33,7 @@ enum Command {
     /// Label tweets from a file or stdin, one JSON object per line out.
     Score(score::ScoreArgs),
     /// Run the streaming daemon: Kafka in, labels out.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Create, feed and read Kafka topics (for local setups and scripts).
     Topics(topics::TopicsArgs),
     /// Talk to a running daemon over its control socket.
@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Score(a) => score::run(a),
-        Command::Run(a) => run::run(a),
+        Command::Run(a) => run::run(*a),
         Command::Topics(a) => topics::run(a),
         Command::Ctl(a) => ctl::run(a),
         Command::HashPassword(a) => ctl::hash_password(a),
