@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Largest record produced, in bytes (longer dead letters are cut to fit).
     #[arg(long, default_value_t = OutputConfig::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
+    /// Report STALLED after this long without a delivery while records wait (milliseconds).
+    #[arg(long, default_value_t = DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS)]
+    stall_timeout_ms: u64,
     /// Bootstrap servers of the output cluster (default: `--brokers`).
     #[arg(long, env = "STREAMSCORE_OUTPUT_BROKERS")]
     output_brokers: Option<String>,
@@ -140,7 +143,7 @@ impl RunArgs {
                 max_records: self.commit_max_records,
                 ..CommitConfig::default()
             },
-            stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
+            stall_timeout_ms: self.stall_timeout_ms,
         };
         d.validate()
             .map_err(|e| anyhow::anyhow!("flag for {}: {}", e.key, e.reason))?;

@@ -51,13 +51,17 @@ impl OffsetTracker {
     }
 
     /// Marks every offset of `partition` below `next` delivered (a committed transaction).
-    pub fn delivered_below(&mut self, partition: i32, next: i64) {
+    /// Returns how many records that acknowledged.
+    pub fn delivered_below(&mut self, partition: i32, next: i64) -> u64 {
+        let mut n = 0;
         if let Some(q) = self.partitions.get_mut(&partition) {
             while q.front().is_some_and(|&(o, _)| o < next) {
                 q.pop_front();
                 self.in_flight -= 1;
+                n += 1;
             }
         }
+        n
     }
 
     /// Forgets partitions (revoked, lost, or newly assigned: nothing of an earlier owner
@@ -162,12 +166,12 @@ impl Acker {
             return;
         }
         for (&p, &next) in offsets {
-            s.tracker.delivered_below(p, next);
+            s.delivered_count += s.tracker.delivered_below(p, next);
         }
         self.changed.notify_all();
     }
 
-    /// Records delivered since the last call (at-least-once).
+    /// Records delivered (or committed in a transaction) since the last call.
     pub fn take_delivered_count(&self) -> u64 {
         std::mem::take(&mut self.lock().delivered_count)
     }

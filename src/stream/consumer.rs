@@ -241,15 +241,15 @@ pub fn run(
 
         // Offsets: store the delivered prefixes; commit early after many.
         let now = Instant::now();
-        let stored = acker.take_to_store();
-        if !stored.is_empty() {
+        let delivered = acker.take_delivered_count();
+        if delivered > 0 {
             last_progress = now;
             backoff = BACKOFF_MIN;
             stats.set_stalled(s.index, false);
         }
         if !s.transactional {
-            stored_since_commit += acker.take_delivered_count();
-            store(consumer, &s.topic, stored, &s.label);
+            stored_since_commit += delivered;
+            store(consumer, &s.topic, acker.take_to_store(), &s.label);
             if stored_since_commit >= s.commit_max_records {
                 stored_since_commit = 0;
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {

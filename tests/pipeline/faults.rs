@@ -4,8 +4,20 @@
 
 use crate::harness::{tweets, wait_until, Broker, Daemon, DaemonArgs};
 use crate::{args, coverage, input_offsets, setup, wait_for_outputs, N, PARTITIONS};
+use rdkafka::producer::{FutureRecord, Producer};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
+
+/// `streamscore ctl status NAME` against the daemon started in `dir` under that name.
+fn ctl_status(dir: &std::path::Path, name: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamscore"))
+        .args(["ctl", "--socket"])
+        .arg(dir.join(format!("{name}.sock")))
+        .args(["status", name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 #[test]
 fn exactly_once_through_three_kill_9s() {
@@ -118,15 +130,7 @@ fn a_missing_dead_letter_topic_fails_the_deployment_and_names_it() {
         extra: &["--dlq-topic", "nowhere.dlq"],
         ..args(&broker, "a", dir.path())
     });
-    let status = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamscore"))
-            .args(["ctl", "--socket"])
-            .arg(dir.path().join("a.sock"))
-            .args(["status", "a"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let status = || ctl_status(dir.path(), "a");
     wait_until(
         Duration::from_secs(60),
         || format!("status: {}\nlog:\n{}", status(), d.log_text()),
@@ -157,6 +161,8 @@ fn a_frozen_output_broker_past_the_message_timeout_loses_nothing_and_keeps_the_g
             "message.timeout.ms=4000",
             "--kafka",
             "max.poll.interval.ms=7000",
+            "--stall-timeout-ms",
+            "3000",
         ],
         ..args(&input, "a", dir.path())
     });
@@ -165,8 +171,15 @@ fn a_frozen_output_broker_past_the_message_timeout_loses_nothing_and_keeps_the_g
     // Frozen for longer than the message timeout and the poll interval, while input arrives.
     output.signal("-STOP");
     rt.block_on(input.produce("in", &all[N / 2..]));
-    std::thread::sleep(Duration::from_secs(12));
+    std::thread::sleep(Duration::from_secs(8));
+    // Stuck is never RUNNING: the status says STALLED, with the last delivery error.
+    let stalled = ctl_status(dir.path(), "a");
+    std::thread::sleep(Duration::from_secs(4));
     output.signal("-CONT");
+    assert!(
+        stalled.contains("STALLED"),
+        "status during the outage: {stalled}"
+    );
 
     let inputs = input_offsets(&input, N);
     wait_until(
@@ -192,4 +205,83 @@ fn a_frozen_output_broker_past_the_message_timeout_loses_nothing_and_keeps_the_g
         c.outputs.len(),
         c.duplicates
     );
+}
+
+/// A second instance joins while input flows; the first hands its revoked partitions over
+/// after delivering and committing what it had in flight.
+fn join_under_load(strategy: &str) {
+    let (broker, rt) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let p = broker.producer();
+    let data = tweets(N);
+    // About 4,000 records a second for 5 s.
+    let feeder = rt.spawn(async move {
+        for chunk in data.chunks(400) {
+            for (k, v) in chunk {
+                let _ = p.send_result(FutureRecord::to("in").key(k).payload(v));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = p.flush(Duration::from_secs(30));
+    });
+    let kafka = format!("partition.assignment.strategy={strategy}");
+    let extra = [
+        "--commit-max-records",
+        "500",
+        "--max-in-flight",
+        "1000",
+        "--kafka",
+        &kafka,
+    ];
+    let bound = 2 * (500 + 1000);
+    let mut a = Daemon::start(&DaemonArgs {
+        workers: 1,
+        extra: &extra,
+        ..args(&broker, "a", dir.path())
+    });
+    wait_for_outputs(&broker, N / 10, &a);
+    let mut b = Daemon::start(&DaemonArgs {
+        workers: 1,
+        extra: &extra,
+        ..args(&broker, "b", dir.path())
+    });
+    wait_until(
+        Duration::from_secs(150),
+        || format!("a:\n{}\nb:\n{}", a.log_text(), b.log_text()),
+        || b.log_text().contains("partitions assigned"),
+    );
+    rt.block_on(feeder).unwrap();
+    let inputs = input_offsets(&broker, N);
+    wait_until(
+        Duration::from_secs(150),
+        || format!("a:\n{}\nb:\n{}", a.log_text(), b.log_text()),
+        || coverage(&broker, &inputs, Duration::from_millis(700)).missing == 0,
+    );
+    for d in [&mut a, &mut b] {
+        d.signal("-TERM");
+        assert_eq!(d.wait(Duration::from_secs(30)), Some(0));
+    }
+    let c = coverage(&broker, &inputs, Duration::from_secs(1));
+    eprintln!(
+        "{strategy}: {} outputs for {N} inputs, {} duplicates",
+        c.outputs.len(),
+        c.duplicates
+    );
+    assert_eq!(c.missing, 0);
+    assert!(c.duplicates <= bound, "{} duplicates", c.duplicates);
+    assert!(
+        a.log_text().contains("partitions revoked"),
+        "a handed partitions over:\n{}",
+        a.log_text()
+    );
+}
+
+#[test]
+fn a_second_instance_joining_under_load_loses_nothing() {
+    join_under_load("range,roundrobin");
+}
+
+#[test]
+fn cooperative_sticky_rebalances_lose_nothing() {
+    join_under_load("cooperative-sticky");
 }
