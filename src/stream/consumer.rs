@@ -5,9 +5,10 @@
 //!   between polls; with `batch.max_in_flight` records in flight (a slow output), or while a
 //!   rewind backs off, the assigned partitions are paused (and polling goes on) until half of
 //!   them are delivered.
-//! - **Offsets** (at-least-once): the acker's delivered prefixes are stored every loop;
-//!   librdkafka commits them every `commit.interval_ms`, and the consumer commits at once
-//!   every `commit.max_records` stored records, which bounds what a crash replays.
+//! - **Offsets** (at-least-once): the acker's delivered prefixes are stored every round and
+//!   committed (asynchronously) every `commit.interval_ms`, or at once after
+//!   `commit.max_records` deliveries, which bounds what a crash replays; a periodic commit
+//!   waits for the previous one's answer, so a slow coordinator paces them.
 //! - **Rebalances**: on revoke, records of the revoked partitions still in the batcher are
 //!   dropped (never produced), the rest in flight are waited for (bounded), stored and
 //!   committed before the partitions go; on assign and on lost partitions the tracker forgets
@@ -24,7 +25,7 @@ use super::batcher::{Batch, Batcher};
 use super::{RateLimitedLog, Stats, StreamError};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -46,6 +47,8 @@ const BUSY_POLL: Duration = Duration::from_millis(10);
 const BLOCKED_WAIT: Duration = Duration::from_millis(50);
 /// Longest a revoke waits for the revoked partitions' records in flight.
 const REVOKE_WAIT: Duration = Duration::from_secs(10);
+/// Longest an unanswered asynchronous commit holds back the next one.
+const COMMIT_STUCK: Duration = Duration::from_secs(10);
 /// First and longest back-off between rewinds.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -68,6 +71,8 @@ pub struct IntakeContext {
     transactional: bool,
     paused: AtomicBool,
     abandoning: AtomicBool,
+    /// An asynchronous commit is outstanding (cleared by its callback).
+    commit_in_flight: AtomicBool,
 }
 
 impl ClientContext for IntakeContext {}
@@ -83,6 +88,13 @@ impl ConsumerContext for IntakeContext {
                 return;
             }
             self.hand_over(consumer, &revoked);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        self.commit_in_flight.store(false, Relaxed);
+        if let Err(e) = result {
+            debug!(worker = %self.label, error = %e, "commit");
         }
     }
 
@@ -170,7 +182,9 @@ pub struct IntakeSettings {
     pub max_wait: Duration,
     /// Pause reading past this many records in flight.
     pub max_in_flight: usize,
-    /// Commit at once after this many records were stored (at-least-once).
+    /// Commit stored offsets this often (at-least-once)...
+    pub commit_interval: Duration,
+    /// ... or at once after this many records were stored.
     pub commit_max_records: u64,
     /// Offsets go through transactions, not the consumer.
     pub transactional: bool,
@@ -192,6 +206,7 @@ pub fn context(s: &IntakeSettings, acker: Arc<Acker>, batches: Sender<Batch>) ->
         transactional: s.transactional,
         paused: AtomicBool::new(false),
         abandoning: AtomicBool::new(false),
+        commit_in_flight: AtomicBool::new(false),
     }
 }
 
@@ -210,6 +225,7 @@ pub fn run(
     let mut backoff = BACKOFF_MIN;
     let mut resume_at: Option<Instant> = None;
     let mut stored_since_commit = 0u64;
+    let mut last_commit = Instant::now();
     let mut last_progress = Instant::now();
     let mut poll_errors = RateLimitedLog::new(Duration::from_secs(5));
     let mut rewinds = RateLimitedLog::new(Duration::from_secs(5));
@@ -250,10 +266,21 @@ pub fn run(
         if !s.transactional {
             stored_since_commit += delivered;
             store(consumer, &s.topic, acker.take_to_store(), &s.label);
-            if stored_since_commit >= s.commit_max_records {
+            // The record count bounds what a crash replays: it commits regardless. The timer
+            // waits for the previous commit's answer (or COMMIT_STUCK), so a slow coordinator
+            // paces the periodic commits instead of queueing them.
+            let by_count = stored_since_commit >= s.commit_max_records;
+            let by_time = stored_since_commit > 0
+                && now >= last_commit + s.commit_interval
+                && (!ctx.commit_in_flight.load(Relaxed)
+                    || now.duration_since(last_commit) >= COMMIT_STUCK);
+            if by_count || by_time {
                 stored_since_commit = 0;
+                last_commit = now;
+                ctx.commit_in_flight.store(true, Relaxed);
                 if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-                    debug!(worker = %s.label, error = %e, "early commit");
+                    ctx.commit_in_flight.store(false, Relaxed);
+                    debug!(worker = %s.label, error = %e, "commit");
                 }
             }
         }

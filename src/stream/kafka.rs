@@ -12,8 +12,8 @@ use rdkafka::ClientConfig;
 pub const DEFAULT_FETCH_WAIT_MS: &str = "50";
 
 /// Consumer settings: manual offset store (only delivered offsets are ever stored) and
-/// periodic auto-commit of what was stored; for exactly-once, no consumer commits at all
-/// (offsets go through the producer's transactions).
+/// commits of what was stored, paced by the consumer thread; for exactly-once, no consumer
+/// commits at all (offsets go through the producer's transactions).
 pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("client.id", format!("streamscore-{}-{worker}", d.name))
@@ -30,12 +30,12 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     for (k, v) in &d.input.kafka {
         c.set(k, v);
     }
-    let auto_commit = d.delivery == Delivery::AtLeastOnce;
+    // Commits are paced by the consumer thread itself (see `consumer.rs`), so a slow
+    // coordinator is never sent a second commit while one is outstanding.
     c.set("bootstrap.servers", &d.input.bootstrap_servers)
         .set("group.id", d.group_id())
         .set("enable.auto.offset.store", "false")
-        .set("enable.auto.commit", auto_commit.to_string())
-        .set("auto.commit.interval.ms", d.commit.interval_ms.to_string())
+        .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     c
 }

@@ -51,6 +51,7 @@ impl Worker {
             max_records: cfg.batch.max_records,
             max_wait: Duration::from_millis(cfg.batch.max_wait_ms),
             max_in_flight: cfg.batch.max_in_flight,
+            commit_interval: Duration::from_millis(cfg.commit.interval_ms),
             commit_max_records: cfg.commit.max_records,
             transactional,
             stall_timeout: Duration::from_millis(cfg.stall_timeout_ms),
