@@ -632,6 +632,8 @@ fn restart_restores_models_and_deployments_and_ctl_acts_like_patch() {
     let broker = setup_broker(&rt);
     rt.block_on(broker.create_topic("in2", PARTITIONS));
     rt.block_on(broker.create_topic("out2", PARTITIONS));
+    // Dead letters need their topic too (`<output>.dlq`): a deployment without it fails, named.
+    rt.block_on(broker.create_topic("out2.dlq", PARTITIONS));
     let dir = tempfile::tempdir().unwrap();
     let api = Api::start(dir.path(), &[]);
     let (stopped_id, running_id) = rt.block_on(async {
