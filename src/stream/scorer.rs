@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// How often an idle scorer looks at its transaction, epoch and refused records.
-const IDLE_TICK: Duration = Duration::from_millis(10);
+const IDLE_TICK: Duration = Duration::from_millis(50);
 /// Longest a finishing at-least-once scorer waits for its last deliveries.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
