@@ -32,6 +32,15 @@ fn tansu_bin() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// `kill SIG PID`.
+fn send_signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "kill {sig} {pid}");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -75,11 +84,7 @@ impl Broker {
 
     /// Sends `sig` (e.g. `-STOP`, `-CONT`) to the broker process.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        send_signal(self.child.id(), sig);
     }
 
     pub async fn create_topic(&self, name: &str, partitions: i32) {
@@ -292,11 +297,7 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        send_signal(self.child.id(), sig);
     }
 
     /// Waits for the process to exit; returns its exit code (None when killed by a signal).
