@@ -183,6 +183,14 @@ fn daemon_pass(
 ) -> Pass {
     let out = format!("out-{kind}-{run}");
     let name = format!("{kind}{run}");
+    // More daemon flags for experiments, e.g. PIPELINE_BENCH_DAEMON_ARGS="--max-in-flight 50000".
+    let more = std::env::var("PIPELINE_BENCH_DAEMON_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = extra
+        .iter()
+        .copied()
+        .chain(more.split_whitespace())
+        .collect();
+    let extra = extra.as_slice();
     let mut daemon = Daemon::start(&DaemonArgs {
         brokers: &broker.addr,
         input: "in",
