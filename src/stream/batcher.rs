@@ -9,6 +9,10 @@ use rdkafka::message::{BorrowedMessage, Message};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+/// A batch also closes once its records hold this many bytes, so a run of large records
+/// cannot make batches (four may be alive per worker) large.
+pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+
 /// One consumed record inside a [`Batch`].
 #[derive(Debug, Clone)]
 pub struct Item {
@@ -150,7 +154,12 @@ impl Batcher {
         }
         self.current
             .push(partition, offset, timestamp_ms, key, payload);
-        self.current.len() >= self.max_records
+        self.is_full()
+    }
+
+    /// Whether the current batch holds `max_records` records or `MAX_BATCH_BYTES` bytes.
+    fn is_full(&self) -> bool {
+        self.current.len() >= self.max_records || self.current.data.len() >= MAX_BATCH_BYTES
     }
 
     /// Whether no record waits.
@@ -166,9 +175,7 @@ impl Batcher {
 
     /// Whether the current batch is due: full, or waited `max_wait`.
     pub fn is_due(&self, now: Instant) -> bool {
-        !self.is_empty()
-            && (self.current.len() >= self.max_records
-                || self.time_left(now).is_some_and(|d| d.is_zero()))
+        !self.is_empty() && (self.is_full() || self.time_left(now).is_some_and(|d| d.is_zero()))
     }
 
     /// Closes the current batch, tagging it with `epoch`.
@@ -220,6 +227,15 @@ mod tests {
             batch.positions().collect::<Vec<_>>(),
             [(0, 1), (1, 7), (0, 2)]
         );
+    }
+
+    #[test]
+    fn large_records_close_a_batch_by_bytes() {
+        let mut b = Batcher::new(1000, Duration::from_secs(1));
+        let big = vec![b'x'; MAX_BATCH_BYTES / 2];
+        assert!(!b.push_parts(0, 1, None, None, Some(&big)));
+        assert!(b.push_parts(0, 2, None, None, Some(&big)));
+        assert!(b.is_due(Instant::now()));
     }
 
     #[test]

@@ -50,7 +50,10 @@ pub fn producer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     )
     .set("linger.ms", "5")
     .set("message.timeout.ms", "30000")
-    .set("queue.buffering.max.messages", "1000000");
+    .set("queue.buffering.max.messages", "1000000")
+    // Bytes waiting in the producer are bounded too (records in flight are counted by
+    // `batch.max_in_flight`, but one record may be large).
+    .set("queue.buffering.max.kbytes", "65536");
     for (k, v) in &d.kafka {
         if !is_consumer_only(k) {
             c.set(k, v);
