@@ -103,9 +103,13 @@ impl ConsumerContext for IntakeContext {
             let assigned = partitions_of(tpl, &self.topic);
             // Nothing of an earlier owner's epoch may linger for these partitions.
             self.acker.forget(&assigned);
-            if self.paused.load(Relaxed) {
-                let _ = consumer.pause(tpl);
-            }
+            // librdkafka may keep a partition's pause across an eager reassignment: state it
+            // explicitly, or a partition paused before a revoke could stay paused for good.
+            let _ = if self.paused.load(Relaxed) {
+                consumer.pause(tpl)
+            } else {
+                consumer.resume(tpl)
+            };
             info!(worker = %self.label, partitions = ?assigned, "partitions assigned");
         }
     }
@@ -321,8 +325,7 @@ pub fn run(
             in_flight >= s.max_in_flight
         };
         let pause = draining || over || backing_off;
-        if pause != paused {
-            set_paused(consumer, pause, &s.label);
+        if pause != paused && set_paused(consumer, pause, &s.label) {
             ctx.paused.store(pause, Relaxed);
         }
 
@@ -450,16 +453,18 @@ fn rewind(consumer: &KafkaConsumer, s: &IntakeSettings, acker: &Acker) {
     }
 }
 
-fn set_paused(consumer: &KafkaConsumer, pause: bool, label: &str) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
-    let r = if pause {
-        consumer.pause(&assignment)
-    } else {
-        consumer.resume(&assignment)
-    };
-    if let Err(e) = r {
+/// Pauses or resumes every assigned partition; returns whether it took effect (else the
+/// next round tries again).
+fn set_paused(consumer: &KafkaConsumer, pause: bool, label: &str) -> bool {
+    let r = consumer.assignment().and_then(|assignment| {
+        if pause {
+            consumer.pause(&assignment)
+        } else {
+            consumer.resume(&assignment)
+        }
+    });
+    if let Err(e) = &r {
         debug!(worker = %label, error = %e, pause, "pause/resume");
     }
+    r.is_ok()
 }
