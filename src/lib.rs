@@ -29,6 +29,7 @@ pub mod evaluate;
 pub mod features;
 pub mod http;
 pub mod input;
+pub mod metrics;
 pub mod model;
 pub mod score;
 pub mod store;

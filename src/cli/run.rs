@@ -8,6 +8,7 @@ use crate::config::{
 use crate::control::{socket, ControlSettings, Manager};
 use crate::http::{router, AppState};
 use crate::input::InputFormat;
+use crate::metrics::Metrics;
 use crate::store::ModelStore;
 use anyhow::Context;
 use clap::Args;
@@ -232,6 +233,7 @@ fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let stop = CancellationToken::new();
     let store = Arc::new(ModelStore::open(&settings.state.dir.join("models"))?);
+    let metrics = Arc::new(Metrics::new());
     let manager = Manager::open(
         store.clone(),
         ControlSettings {
@@ -242,6 +244,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             commit: settings.control.commit,
             drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
         },
+        metrics.clone(),
     )?;
     for d in settings.deployments.clone() {
         info!(deployment = %d.name, input = %d.input.topic, output = %d.output.topic, workers = d.workers, "declared deployment");
@@ -265,6 +268,7 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             auth: Arc::new(authenticator(&settings)?),
             store: store.clone(),
             manager: manager.clone(),
+            metrics: metrics.clone(),
             max_model_bytes: settings.http.max_model_bytes,
         });
         let stop = stop.clone();

@@ -11,6 +11,7 @@ pub mod socket;
 
 use crate::config::{BatchConfig, CommitConfig, DeploymentConfig, InputConfig, OutputConfig};
 use crate::input::InputFormat;
+use crate::metrics::Metrics;
 use crate::model::{Model, ModelHandle};
 use crate::store::{write_atomically_with_mode, ModelStore, StoreError, VersionInfo};
 use crate::stream::{run_deployment, ServingModel, Stats, StatsSnapshot, StopHandles};
@@ -62,6 +63,9 @@ pub enum Status {
     /// Running, but nothing was delivered for `stall_timeout_ms` while records wait; the
     /// reason gives the last delivery error.
     Stalled(String),
+    /// Running, but the consumer group has not given this deployment any input partition yet
+    /// (the group is still joining, or other members own every partition).
+    Assigning,
 }
 
 impl Status {
@@ -73,6 +77,7 @@ impl Status {
             Status::Stopped => "STOPPED",
             Status::Failed(_) => "FAILED",
             Status::Stalled(_) => "STALLED",
+            Status::Assigning => "ASSIGNING",
         }
     }
 
@@ -80,6 +85,9 @@ impl Status {
     pub fn reason(&self) -> Option<&str> {
         match self {
             Status::Failed(r) | Status::Stalled(r) => Some(r),
+            Status::Assigning => Some(
+                "no input partition assigned yet: the consumer group is joining, or other members own every partition",
+            ),
             Status::Initializing | Status::Running | Status::Stopped => None,
         }
     }
@@ -136,6 +144,7 @@ pub struct Manager {
     models: Mutex<HashMap<String, Arc<ModelHandle<ServingModel>>>>,
     store: Arc<ModelStore>,
     settings: ControlSettings,
+    metrics: Arc<Metrics>,
 }
 
 fn set(status: &Mutex<Status>, s: Status) {
@@ -151,6 +160,7 @@ impl Manager {
     pub fn open(
         store: Arc<ModelStore>,
         settings: ControlSettings,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Manager>, ControlError> {
         let dir = settings.state_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|source| ControlError::Io {
@@ -186,6 +196,7 @@ impl Manager {
             models: Mutex::new(HashMap::new()),
             store,
             settings,
+            metrics,
         }))
     }
 
@@ -356,6 +367,7 @@ impl Manager {
         if let Some(run) = entry.run {
             self.drain(run).await;
         }
+        self.metrics.remove_deployment(&entry.record.guid);
         let path = self.record_path(&entry.record.guid);
         std::fs::remove_file(&path).map_err(|source| ControlError::Io { path, source })?;
         info!(deployment = %entry.record.guid, "deployment deleted");
@@ -391,6 +403,7 @@ impl Manager {
         match models.get(&info.context_id) {
             Some(h) => {
                 let old = h.swap(serving);
+                self.metrics.model_swapped(&info.context_id);
                 info!(context_id = %info.context_id, from = %old.version, to = info.version, "model swapped");
             }
             None => {
@@ -517,7 +530,7 @@ impl Manager {
         let config = Arc::new(self.deployment_config(e));
         let handles = StopHandles::default();
         let status = e.status.clone();
-        e.stats = Arc::new(Stats::default());
+        e.stats = Arc::new(Stats::new(self.metrics.deployment(&e.record.guid)));
         let stats = e.stats.clone();
         let id = e.record.guid.clone();
         let h = handles.clone();
@@ -569,6 +582,7 @@ impl Entry {
                 stats.stalled_workers,
                 self.stats.last_error().unwrap_or_else(|| "none".into())
             )),
+            Status::Running if stats.assigned_partitions == 0 => Status::Assigning,
             s => s,
         };
         View {

@@ -1,15 +1,19 @@
 //! The HTTP API (axum): the seeds' model API and stream-deployment API, plus health probes.
 //!
 //! One file per API: [`models`] (`/pm/v1/model`), [`identity`] (`/v2/identity/token`),
-//! [`deployments`] (`/v3/wml_instances/…/deployments`). Errors of the v3 API map to status
+//! [`deployments`] (`/v3/wml_instances/…/deployments`), [`health`] (`/health/live`,
+//! `/health/ready`) and [`metrics`] (`/metrics`). Errors of the v3 API map to status
 //! codes in one place, [`ApiError`]; the model API keeps the seeds' `200 {"flag": false}`.
 
 mod deployments;
+mod health;
 mod identity;
+mod metrics;
 mod models;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::control::{ControlError, Manager};
+use crate::metrics::Metrics;
 use crate::store::ModelStore;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
@@ -28,6 +32,8 @@ pub struct AppState {
     pub store: Arc<ModelStore>,
     /// Deployments.
     pub manager: Arc<Manager>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Largest accepted model upload, in bytes.
     pub max_model_bytes: usize,
 }
@@ -51,16 +57,15 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::disable()),
         )
         .route("/v2/identity/token", get(identity::token))
-        .route(
-            "/health/live",
-            get(|| async { Json(json!({"status": "live"})) }),
-        )
-        .route(
-            "/health/ready",
-            get(|| async { Json(json!({"status": "ready"})) }),
-        )
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
         .merge(deployments)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .with_state(state)
 }
 

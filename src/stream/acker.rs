@@ -13,24 +13,42 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// One record in flight: its offset, its input timestamp (ms since the epoch, for the
+/// end-to-end latency) and whether it was delivered.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    offset: i64,
+    timestamp_ms: Option<i64>,
+    done: bool,
+}
+
 /// Offsets in flight for every owned partition.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<i32, VecDeque<(i64, bool)>>,
+    partitions: HashMap<i32, VecDeque<InFlight>>,
     in_flight: usize,
 }
 
 impl OffsetTracker {
     /// Records that `offset` of `partition` was consumed and is now in flight.
     pub fn consumed(&mut self, partition: i32, offset: i64) {
+        self.consumed_at(partition, offset, None);
+    }
+
+    /// [`consumed`](Self::consumed), remembering the record's timestamp.
+    pub fn consumed_at(&mut self, partition: i32, offset: i64, timestamp_ms: Option<i64>) {
         let q = self.partitions.entry(partition).or_default();
         // Offsets arrive in increasing order per partition; a replay below what is tracked
         // (after a seek) drops the stale tail so the queue stays ordered.
-        while q.back().is_some_and(|&(last, _)| offset <= last) {
+        while q.back().is_some_and(|last| offset <= last.offset) {
             q.pop_back();
             self.in_flight -= 1;
         }
-        q.push_back((offset, false));
+        q.push_back(InFlight {
+            offset,
+            timestamp_ms,
+            done: false,
+        });
         self.in_flight += 1;
     }
 
@@ -38,24 +56,41 @@ impl OffsetTracker {
     /// the offset to store when the contiguous delivered prefix moved, i.e. the next offset a
     /// restarted consumer should read.
     pub fn delivered(&mut self, partition: i32, offset: i64) -> Option<i64> {
-        let q = self.partitions.get_mut(&partition)?;
-        let i = q.binary_search_by_key(&offset, |&(o, _)| o).ok()?;
-        q[i].1 = true;
+        self.delivered_timed(partition, offset).0
+    }
+
+    /// [`delivered`](Self::delivered), also returning the record's input timestamp.
+    pub fn delivered_timed(&mut self, partition: i32, offset: i64) -> (Option<i64>, Option<i64>) {
+        let Some(q) = self.partitions.get_mut(&partition) else {
+            return (None, None);
+        };
+        let Ok(i) = q.binary_search_by_key(&offset, |r| r.offset) else {
+            return (None, None);
+        };
+        q[i].done = true;
+        let timestamp = q[i].timestamp_ms;
         let mut next = None;
-        while let Some(&(o, true)) = q.front() {
-            next = Some(o + 1);
+        while let Some(r) = q.front().filter(|r| r.done) {
+            next = Some(r.offset + 1);
             q.pop_front();
             self.in_flight -= 1;
         }
-        next
+        (next, timestamp)
     }
 
-    /// Marks every offset of `partition` below `next` delivered (a committed transaction).
-    /// Returns how many records that acknowledged.
-    pub fn delivered_below(&mut self, partition: i32, next: i64) -> u64 {
+    /// Marks every offset of `partition` below `next` delivered (a committed transaction),
+    /// passing each record's input timestamp to `observe`. Returns how many records that
+    /// acknowledged.
+    pub fn delivered_below(
+        &mut self,
+        partition: i32,
+        next: i64,
+        observe: &mut impl FnMut(Option<i64>),
+    ) -> u64 {
         let mut n = 0;
         if let Some(q) = self.partitions.get_mut(&partition) {
-            while q.front().is_some_and(|&(o, _)| o < next) {
+            while let Some(r) = q.front().filter(|r| r.offset < next) {
+                observe(r.timestamp_ms);
                 q.pop_front();
                 self.in_flight -= 1;
                 n += 1;
@@ -93,7 +128,7 @@ impl OffsetTracker {
     pub fn resume_points(&self) -> Vec<(i32, i64)> {
         self.partitions
             .iter()
-            .filter_map(|(&p, q)| q.iter().find(|(_, done)| !done).map(|&(o, _)| (p, o)))
+            .filter_map(|(&p, q)| q.iter().find(|r| !r.done).map(|r| (p, r.offset)))
             .collect()
     }
 }
@@ -138,35 +173,43 @@ impl Acker {
         self.lock().epoch
     }
 
-    /// Registers a dispatched batch's records as in flight.
-    pub fn dispatched(&self, records: impl Iterator<Item = (i32, i64)>) {
+    /// Registers a dispatched batch's records `(partition, offset, timestamp)` as in flight.
+    pub fn dispatched(&self, records: impl Iterator<Item = (i32, i64, Option<i64>)>) {
         let mut s = self.lock();
-        for (p, o) in records {
-            s.tracker.consumed(p, o);
+        for (p, o, t) in records {
+            s.tracker.consumed_at(p, o, t);
         }
     }
 
-    /// Marks a record of `epoch` delivered (at-least-once).
-    pub fn delivered(&self, epoch: u64, partition: i32, offset: i64) {
+    /// Marks a record of `epoch` delivered (at-least-once). Returns its input timestamp.
+    pub fn delivered(&self, epoch: u64, partition: i32, offset: i64) -> Option<i64> {
         let mut s = self.lock();
         if s.epoch != epoch {
-            return;
+            return None;
         }
         s.delivered_count += 1;
-        if let Some(next) = s.tracker.delivered(partition, offset) {
+        let (next, timestamp) = s.tracker.delivered_timed(partition, offset);
+        if let Some(next) = next {
             s.to_store.insert(partition, next);
             self.changed.notify_all();
         }
+        timestamp
     }
 
-    /// Marks everything below each `(partition, next)` delivered (a committed transaction).
-    pub fn committed(&self, epoch: u64, offsets: &HashMap<i32, i64>) {
+    /// Marks everything below each `(partition, next)` delivered (a committed transaction),
+    /// passing each record's input timestamp to `observe`.
+    pub fn committed(
+        &self,
+        epoch: u64,
+        offsets: &HashMap<i32, i64>,
+        mut observe: impl FnMut(Option<i64>),
+    ) {
         let mut s = self.lock();
         if s.epoch != epoch {
             return;
         }
         for (&p, &next) in offsets {
-            s.delivered_count += s.tracker.delivered_below(p, next);
+            s.delivered_count += s.tracker.delivered_below(p, next, &mut observe);
         }
         self.changed.notify_all();
     }
@@ -316,7 +359,11 @@ mod tests {
     #[test]
     fn a_rewind_resumes_at_the_first_undelivered_offset_and_ignores_the_old_epoch() {
         let a = Acker::default();
-        a.dispatched([(0, 10), (0, 11), (0, 12), (1, 5)].into_iter());
+        a.dispatched(
+            [(0, 10), (0, 11), (0, 12), (1, 5)]
+                .into_iter()
+                .map(|(p, o)| (p, o, None)),
+        );
         a.delivered(0, 0, 10);
         a.delivered(0, 0, 12);
         a.raise(0, Fault::Retry("timed out".into()));
@@ -327,7 +374,7 @@ mod tests {
         assert_eq!(stored.get(&0), Some(&11));
         assert_eq!(a.in_flight(), 0);
         assert_eq!(a.fault(), None);
-        a.dispatched([(0, 11)].into_iter());
+        a.dispatched([(0, 11)].into_iter().map(|(p, o)| (p, o, None)));
         a.delivered(0, 0, 11); // a late callback of the old producer
         a.raise(0, Fault::Retry("late".into()));
         assert_eq!(a.in_flight(), 1);
@@ -340,9 +387,9 @@ mod tests {
     fn a_stale_entry_after_reassignment_does_not_block_the_partition() {
         // Consumed 100 before losing the partition; it comes back at 200.
         let a = Acker::default();
-        a.dispatched([(0, 100)].into_iter());
+        a.dispatched([(0, 100)].into_iter().map(|(p, o)| (p, o, None)));
         a.forget(&[0]);
-        a.dispatched([(0, 200)].into_iter());
+        a.dispatched([(0, 200)].into_iter().map(|(p, o)| (p, o, None)));
         a.delivered(0, 0, 200);
         assert_eq!(a.take_to_store().get(&0), Some(&201));
     }
@@ -350,10 +397,14 @@ mod tests {
     #[test]
     fn a_transaction_commit_delivers_everything_below_its_offsets() {
         let a = Acker::default();
-        a.dispatched([(0, 1), (0, 2), (0, 3), (2, 7)].into_iter());
+        a.dispatched(
+            [(0, 1), (0, 2), (0, 3), (2, 7)]
+                .into_iter()
+                .map(|(p, o)| (p, o, None)),
+        );
         a.set_commit_requested(true);
         assert!(a.commit_requested());
-        a.committed(0, &HashMap::from([(0, 3), (2, 8)]));
+        a.committed(0, &HashMap::from([(0, 3), (2, 8)]), |_| {});
         assert_eq!(a.in_flight(), 1);
         assert!(!a.wait_delivered(Some(&[0]), Duration::from_millis(5)));
         assert!(a.wait_delivered(Some(&[2]), Duration::ZERO));

@@ -97,9 +97,11 @@ impl Batch {
         self.items.is_empty()
     }
 
-    /// `(partition, offset)` of every record.
-    pub fn positions(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.items.iter().map(|i| (i.partition, i.offset))
+    /// `(partition, offset, timestamp)` of every record.
+    pub fn positions(&self) -> impl Iterator<Item = (i32, i64, Option<i64>)> + '_ {
+        self.items
+            .iter()
+            .map(|i| (i.partition, i.offset, i.timestamp_ms))
     }
 
     /// Drops the records of `partitions` (revoked before they were dispatched). Their bytes
@@ -225,7 +227,8 @@ mod tests {
         assert_eq!(batch.payload(&items[2]), Some(&b"three"[..]));
         assert_eq!(
             batch.positions().collect::<Vec<_>>(),
-            [(0, 1), (1, 7), (0, 2)]
+            [(0, 1, None), (1, 7, Some(5)), (0, 2, None)],
+            "positions carry the record timestamps"
         );
     }
 
@@ -244,7 +247,7 @@ mod tests {
         b.push_parts(0, 1, None, None, Some(b"a"));
         b.push_parts(1, 1, None, None, Some(b"b"));
         b.remove_partitions(&[0]);
-        assert_eq!(b.take(0).positions().collect::<Vec<_>>(), [(1, 1)]);
+        assert_eq!(b.take(0).positions().collect::<Vec<_>>(), [(1, 1, None)]);
         b.push_parts(2, 1, None, None, Some(b"c"));
         b.remove_partitions(&[2]);
         assert!(b.is_empty() && b.time_left(Instant::now()).is_none());

@@ -26,8 +26,9 @@ use super::{RateLimitedLog, Stats, StreamError};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -73,15 +74,73 @@ pub struct IntakeContext {
     abandoning: AtomicBool,
     /// An asynchronous commit is outstanding (cleared by its callback).
     commit_in_flight: AtomicBool,
+    /// Deployment counters (assigned partitions, lag).
+    stats: Arc<Stats>,
+    /// Partitions of the input topic this consumer owns.
+    owned: Mutex<BTreeSet<i32>>,
 }
 
-impl ClientContext for IntakeContext {}
+impl ClientContext for IntakeContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the lag of each owned
+    /// partition, from the partition end the consumer saw in its last fetch response.
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&*self.topic) else {
+            return;
+        };
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        for p in topic.partitions.values() {
+            if owned.contains(&p.partition) {
+                if let Some(lag) = partition_lag(p) {
+                    self.stats.metrics().set_lag(p.partition, lag);
+                }
+            }
+        }
+    }
+}
+
+/// Records not yet delivered in a partition: its end (the last stable offset for a
+/// read-committed consumer, else the high watermark, both as the last fetch response gave
+/// them) minus the delivered position (the stored offset, else the committed one). `None`
+/// while either is unknown.
+fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
+    let end = if p.ls_offset >= 0 {
+        p.ls_offset
+    } else {
+        p.hi_offset
+    };
+    let position = if p.stored_offset >= 0 {
+        p.stored_offset
+    } else {
+        p.committed_offset
+    };
+    (end >= 0 && position >= 0).then(|| (end - position).max(0))
+}
+
+impl Drop for IntakeContext {
+    /// The consumer is closed: its partitions are no longer owned.
+    fn drop(&mut self) {
+        let owned: Vec<i32> =
+            std::mem::take(&mut *self.owned.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        self.disown(&owned);
+    }
+}
 
 impl ConsumerContext for IntakeContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             let revoked = partitions_of(tpl, &self.topic);
             self.lock().batcher.remove_partitions(&revoked);
+            let gone: Vec<i32> = {
+                let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+                revoked
+                    .iter()
+                    .copied()
+                    .filter(|p| owned.remove(p))
+                    .collect()
+            };
+            self.disown(&gone);
             if consumer.assignment_lost() || self.abandoning.load(Relaxed) {
                 self.acker.forget(&revoked);
                 info!(worker = %self.label, partitions = ?revoked, "partitions lost");
@@ -103,6 +162,11 @@ impl ConsumerContext for IntakeContext {
             let assigned = partitions_of(tpl, &self.topic);
             // Nothing of an earlier owner's epoch may linger for these partitions.
             self.acker.forget(&assigned);
+            let added = {
+                let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+                assigned.iter().filter(|&&p| owned.insert(p)).count()
+            };
+            self.stats.assigned(added as i64);
             // librdkafka may keep a partition's pause across an eager reassignment: state it
             // explicitly, or a partition paused before a revoke could stay paused for good.
             let _ = if self.paused.load(Relaxed) {
@@ -116,6 +180,12 @@ impl ConsumerContext for IntakeContext {
 }
 
 impl IntakeContext {
+    /// Partitions no longer owned: counted out, their lag series removed.
+    fn disown(&self, partitions: &[i32]) {
+        self.stats.assigned(-(partitions.len() as i64));
+        self.stats.metrics().remove_lag(partitions);
+    }
+
     fn lock(&self) -> MutexGuard<'_, Intake> {
         self.intake.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -197,7 +267,12 @@ pub struct IntakeSettings {
 }
 
 /// Builds the context for a worker's consumer.
-pub fn context(s: &IntakeSettings, acker: Arc<Acker>, batches: Sender<Batch>) -> IntakeContext {
+pub fn context(
+    s: &IntakeSettings,
+    acker: Arc<Acker>,
+    batches: Sender<Batch>,
+    stats: Arc<Stats>,
+) -> IntakeContext {
     IntakeContext {
         acker,
         intake: Mutex::new(Intake {
@@ -211,6 +286,8 @@ pub fn context(s: &IntakeSettings, acker: Arc<Acker>, batches: Sender<Batch>) ->
         paused: AtomicBool::new(false),
         abandoning: AtomicBool::new(false),
         commit_in_flight: AtomicBool::new(false),
+        stats,
+        owned: Mutex::new(BTreeSet::new()),
     }
 }
 

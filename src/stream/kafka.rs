@@ -20,6 +20,8 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS)
+        // Statistics feed the consumer-lag metric.
+        .set("statistics.interval.ms", "5000")
         // Bound librdkafka's prefetch so a stalled pipeline holds little memory.
         .set("queued.max.messages.kbytes", "4096");
     for (k, v) in &d.kafka {

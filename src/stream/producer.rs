@@ -14,9 +14,10 @@
 
 use super::acker::{Acker, Fault};
 use super::record::{headers, original_headers, sha256_hex, source_headers, ScoreContext};
+use super::stats::now_ms;
 use super::Stats;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
@@ -119,24 +120,43 @@ impl ProducerContext for DeliveryContext {
             Ok(m) => {
                 self.stats.delivered(m.topic() == &*self.dlq_topic);
                 if !self.transactional {
-                    self.acker.delivered(self.epoch, partition, offset);
+                    let timestamp = self.acker.delivered(self.epoch, partition, offset);
+                    self.stats.observe_latency(now_ms(), timestamp);
                 }
             }
             Err((e, m)) => match classify(e) {
                 Class::Purged => {}
-                Class::TooLarge if !self.transactional => {
-                    let refused = Refused::of((partition, offset), m.payload().unwrap_or_default());
-                    lock(&self.refused).push(refused);
-                }
-                Class::Fatal => self.acker.raise(
+                class => self.failed(class, e, m, (partition, offset)),
+            },
+        }
+    }
+}
+
+impl DeliveryContext {
+    /// A delivery that failed for a reason other than our own purge.
+    fn failed(&self, class: Class, e: &KafkaError, m: &BorrowedMessage<'_>, source: (i32, i64)) {
+        let metrics = self.stats.metrics();
+        match class {
+            Class::Purged => {}
+            Class::TooLarge if !self.transactional => {
+                metrics.delivery_error("too_large");
+                let refused = Refused::of(source, m.payload().unwrap_or_default());
+                lock(&self.refused).push(refused);
+            }
+            Class::Fatal => {
+                metrics.delivery_error("fatal");
+                self.acker.raise(
                     self.epoch,
                     Fault::Fatal(format!("cannot deliver to topic {:?}: {e}", m.topic())),
-                ),
-                Class::Retry | Class::TooLarge => self.acker.raise(
+                )
+            }
+            Class::Retry | Class::TooLarge => {
+                metrics.delivery_error("retry");
+                self.acker.raise(
                     self.epoch,
                     Fault::Retry(format!("delivery to {:?} failed: {e}", m.topic())),
-                ),
-            },
+                )
+            }
         }
     }
 }
@@ -185,6 +205,11 @@ impl Sink {
     /// The epoch this producer serves.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The deployment's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.producer.context().stats
     }
 
     /// The librdkafka producer (for transactions).
@@ -262,6 +287,7 @@ impl Sink {
             BaseRecord::with_opaque_to(&self.ctx.dlq_topic, pack(r.source.0, r.source.1))
                 .headers(headers);
         rec.payload = Some(&r.value);
+        self.stats().metrics().dead_lettered("too_large", 1);
         loop {
             match self.producer.send(rec) {
                 Ok(()) => return,

@@ -13,12 +13,13 @@ use super::producer::Sink;
 use super::record::{Encoder, ScoreContext, ServingModel};
 use super::transactions::{Cadence, Transaction};
 use super::{Stats, StreamError};
-use crate::model::ModelHandle;
+use crate::metrics::DeploymentMetrics;
+use crate::model::{Label, ModelHandle};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -134,7 +135,9 @@ impl Scorer {
             }
         }
         let stop = || self.abort.is_cancelled();
+        let started = Instant::now();
         let serving = self.model.current();
+        let mut tally = Tally::default();
         encoder.begin_batch();
         for item in batch.items() {
             let key = batch.key(item);
@@ -146,12 +149,19 @@ impl Scorer {
                 key.map_or(0, <[u8]>::len),
                 batch.payload(item),
             );
+            tally.count(out.label, out.dead_letter);
             let source = (item.partition, item.offset);
             sink.send(out.topic, key, out.value, out.headers, source, &stop);
             if let Some(t) = txn.as_deref_mut() {
                 t.produced(item.partition, item.offset);
             }
         }
+        let metrics = self.stats.metrics();
+        tally.record(metrics);
+        metrics.batch_records.observe(batch.len() as f64);
+        metrics
+            .scoring_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Commits the open transaction when due (or, with `finishing`, whatever it holds).
@@ -165,6 +175,37 @@ impl Scorer {
         let result = t.commit(sink, &self.ctx.input_topic, (tx.group)(), &self.acker);
         if let Err(fault) = result {
             self.acker.raise(sink.epoch(), fault);
+        }
+    }
+}
+
+/// Labels and dead-letter reasons of one batch, added to the metrics once per batch.
+#[derive(Default)]
+struct Tally {
+    positive: u64,
+    negative: u64,
+    /// Dead letters by reason (a handful of fixed codes).
+    dead: Vec<(&'static str, u64)>,
+}
+
+impl Tally {
+    fn count(&mut self, label: Option<Label>, dead_letter: Option<&'static str>) {
+        match (label, dead_letter) {
+            (_, Some(reason)) => match self.dead.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, n)) => *n += 1,
+                None => self.dead.push((reason, 1)),
+            },
+            (Some(Label::Positive), None) => self.positive += 1,
+            (Some(Label::Negative), None) => self.negative += 1,
+            (None, None) => {}
+        }
+    }
+
+    fn record(&self, m: &DeploymentMetrics) {
+        m.positive.inc_by(self.positive);
+        m.negative.inc_by(self.negative);
+        for &(reason, n) in &self.dead {
+            m.dead_lettered(reason, n);
         }
     }
 }

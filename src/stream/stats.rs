@@ -1,5 +1,7 @@
-//! Running counters of a deployment, shared by its workers.
+//! Running counters of a deployment, shared by its workers. They are the deployment's
+//! Prometheus counters ([`DeploymentMetrics`]); a snapshot reports them since this start.
 
+use crate::metrics::DeploymentMetrics;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -7,13 +9,19 @@ use std::sync::Mutex;
 /// Counters of one deployment since it started in this process.
 #[derive(Debug, Default)]
 pub struct Stats {
-    consumed: AtomicU64,
-    scored: AtomicU64,
-    dead_lettered: AtomicU64,
-    delivery_retries: AtomicU64,
+    metrics: DeploymentMetrics,
+    /// Counter values when this start began.
+    base: StatsSnapshot,
     /// One bit per worker whose deliveries have not moved for `stall_timeout_ms`.
     stalled: AtomicU64,
     last_error: Mutex<Option<String>>,
+}
+
+/// Wall-clock time in ms since the Unix epoch (the unit of Kafka timestamps).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -29,26 +37,61 @@ pub struct StatsSnapshot {
     pub delivery_retries: u64,
     /// Workers whose deliveries are stuck while records wait.
     pub stalled_workers: u32,
+    /// Input partitions the deployment's consumers own.
+    pub assigned_partitions: u32,
 }
 
 impl Stats {
+    /// Counters for a deployment starting now, recording into its metrics.
+    pub fn new(metrics: DeploymentMetrics) -> Stats {
+        let mut s = Stats {
+            metrics,
+            base: StatsSnapshot::default(),
+            stalled: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        };
+        s.base = s.snapshot();
+        s.base.assigned_partitions = 0;
+        s.metrics.assigned.set(0);
+        s
+    }
+
+    /// The deployment's metric handles.
+    pub fn metrics(&self) -> &DeploymentMetrics {
+        &self.metrics
+    }
+
     /// Counts consumed records.
     pub fn consumed(&self, n: u64) {
-        self.consumed.fetch_add(n, Relaxed);
+        self.metrics.consumed.inc_by(n);
     }
 
     /// Counts one delivered record.
     pub fn delivered(&self, dead_letter: bool) {
         if dead_letter {
-            self.dead_lettered.fetch_add(1, Relaxed);
+            self.metrics.produced_dead_letter.inc();
         } else {
-            self.scored.fetch_add(1, Relaxed);
+            self.metrics.produced_output.inc();
+        }
+    }
+
+    /// Observes the end-to-end latency of a record delivered at `now_ms` (see [`now_ms`]) whose
+    /// input timestamp was `timestamp_ms`. A timestamp ahead of this clock counts as 0.
+    pub fn observe_latency(&self, now_ms: i64, timestamp_ms: Option<i64>) {
+        if let Some(t) = timestamp_ms.filter(|&t| t > 0) {
+            let ms = now_ms.saturating_sub(t).max(0);
+            self.metrics.latency_seconds.observe(ms as f64 / 1000.0);
         }
     }
 
     /// Counts one retried delivery.
     pub fn retried(&self) {
-        self.delivery_retries.fetch_add(1, Relaxed);
+        self.metrics.retries.inc();
+    }
+
+    /// Adds to (or, negative, takes from) the partitions owned.
+    pub fn assigned(&self, delta: i64) {
+        self.metrics.assigned.add(delta);
     }
 
     /// Marks worker `index` (below 64) stalled or moving.
@@ -76,12 +119,14 @@ impl Stats {
 
     /// Current values.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let m = &self.metrics;
         StatsSnapshot {
-            consumed: self.consumed.load(Relaxed),
-            scored: self.scored.load(Relaxed),
-            dead_lettered: self.dead_lettered.load(Relaxed),
-            delivery_retries: self.delivery_retries.load(Relaxed),
+            consumed: m.consumed.get() - self.base.consumed,
+            scored: m.produced_output.get() - self.base.scored,
+            dead_lettered: m.produced_dead_letter.get() - self.base.dead_lettered,
+            delivery_retries: m.retries.get() - self.base.delivery_retries,
             stalled_workers: self.stalled.load(Relaxed).count_ones(),
+            assigned_partitions: m.assigned.get().max(0) as u32,
         }
     }
 }

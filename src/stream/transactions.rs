@@ -10,6 +10,7 @@
 
 use super::acker::{Acker, Fault};
 use super::producer::Sink;
+use super::stats::now_ms;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
@@ -106,7 +107,10 @@ impl Transaction {
         self.records = 0;
         match result {
             Ok(()) => {
-                acker.committed(sink.epoch(), &offsets);
+                let now = now_ms();
+                acker.committed(sink.epoch(), &offsets, |t| {
+                    sink.stats().observe_latency(now, t)
+                });
                 Ok(())
             }
             Err(e) => {

@@ -58,7 +58,7 @@ impl Worker {
         };
         let acker = Arc::new(Acker::default());
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(SCORER_QUEUE);
-        let context = consumer::context(&settings, acker.clone(), batches_tx);
+        let context = consumer::context(&settings, acker.clone(), batches_tx, self.stats.clone());
         let consumer: Arc<KafkaConsumer> =
             Arc::new(consumer_config(cfg, self.index).create_with_context(context)?);
         consumer.subscribe(&[&settings.topic])?;

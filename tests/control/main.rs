@@ -4,6 +4,7 @@
 #[path = "../pipeline/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+mod operations;
 
 use harness::{rt, tweets, Broker};
 use reqwest::multipart::{Form, Part};

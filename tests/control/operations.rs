@@ -1,0 +1,297 @@
+//! Operations: readiness that tells the truth, `/metrics` that `promtool` accepts, and a real
+//! Prometheus server scraping the daemon while tweets flow.
+
+use super::*;
+use harness::free_port;
+
+/// `GET /health/ready`: status code and body.
+async fn ready(base: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("{base}/health/ready")).await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+/// Waits until readiness answers `code`; returns the body.
+async fn wait_ready(base: &str, code: u16) -> Value {
+    let start = Instant::now();
+    loop {
+        let (c, v) = ready(base).await;
+        if c == code {
+            return v;
+        }
+        // tansu may leave a rejoining group unassigned for 60–120 s: wait for it, bounded.
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "readiness never {code}: {c} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The one not-ready deployment's reason in a 503 body.
+fn reason_of(v: &Value, id: &str) -> String {
+    v["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not named in {v}"))["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A Prometheus server scraping `target` every second, killed on drop.
+struct Prometheus {
+    child: Child,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target: &str) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: streamscore\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("prometheus.log")).unwrap())
+            .spawn()
+            .expect(
+                "prometheus (Debian package `prometheus`) must be installed; .ci/run installs it",
+            );
+        Prometheus {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        }
+    }
+
+    /// The result vector of an instant query.
+    async fn query(&self, q: &str) -> Vec<Value> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/api/v1/query", self.base))
+            .query(&[("query", q)])
+            .send()
+            .await;
+        let Ok(r) = r else { return Vec::new() };
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `q` returns at least `n` series, each with a value above `min`.
+    async fn wait_for(&self, q: &str, n: usize, min: f64) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let result = self.query(q).await;
+            let value = |s: &Value| {
+                s["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(f64::NAN)
+            };
+            if result.len() >= n && result.iter().all(|s| value(s) > min) {
+                return result;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "Prometheus never answered {n} series > {min} for {q}: {result:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn readiness_follows_deployments_and_prometheus_scrapes_the_metrics() {
+    let rt = rt();
+    let broker = setup_broker(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let api = Api::start(dir.path(), &[]);
+    let base = api.base.clone();
+    let target = base.trim_start_matches("http://").to_owned();
+    let prometheus = Prometheus::start(&target);
+    rt.block_on(async {
+        assert_eq!(ready(&base).await.0, 200, "no deployment: ready");
+        let tok = bearer(&base).await;
+
+        // No model for its context yet: FAILED, and readiness names it.
+        let r = create(&base, &tok, &seed_body(&broker.addr, "in", "out")).await;
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["metadata"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let v = wait_ready(&base, 503).await;
+        let start = Instant::now();
+        while !reason_of(&wait_ready(&base, 503).await, &id).contains("model") {
+            assert!(start.elapsed() < Duration::from_secs(30), "{v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // The model arrives: the deployment starts, is given partitions, and the daemon is
+        // ready. Before its partitions come, its status says so.
+        let model = std::fs::read(MODEL).unwrap();
+        assert_eq!(
+            upload(&base, "sentiment", ACCESS_KEY, "m.str", model).await["flag"],
+            true
+        );
+        wait_status(&base, &tok, &id, "RUNNING").await;
+        wait_ready(&base, 200).await;
+
+        // Tweets flow; Prometheus sees them.
+        broker.produce("in", &tweets(2_000)).await;
+        let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        assert!(metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        let q = |m: &str| format!("{m}{{deployment=\"{id}\"}}");
+        prometheus
+            .wait_for(&q("streamscore_records_consumed_total"), 1, 1_999.0)
+            .await;
+        prometheus
+            .wait_for(
+                &format!("sum(streamscore_records_produced_total{{deployment=\"{id}\"}})"),
+                1,
+                1_999.0,
+            )
+            .await;
+        prometheus
+            .wait_for(
+                &format!(
+                    "sum by (label) (streamscore_records_scored_total{{deployment=\"{id}\"}})"
+                ),
+                2,
+                0.0,
+            )
+            .await;
+        prometheus
+            .wait_for(
+                &q("streamscore_end_to_end_latency_seconds_count"),
+                1,
+                1_999.0,
+            )
+            .await;
+        let buckets = prometheus
+            .wait_for(
+                &q("streamscore_end_to_end_latency_seconds_bucket"),
+                10,
+                -1.0,
+            )
+            .await;
+        assert!(buckets.iter().any(|b| b["metric"]["le"] == "+Inf"));
+        // One lag series per assigned partition, each at 0 once everything is delivered.
+        let lag = prometheus
+            .wait_for(
+                &q("streamscore_consumer_lag_records"),
+                PARTITIONS as usize,
+                -1.0,
+            )
+            .await;
+        assert_eq!(lag.len(), PARTITIONS as usize, "{lag:?}");
+        prometheus
+            .wait_for(
+                &format!("streamscore_deployment_status{{deployment=\"{id}\",status=\"RUNNING\"}}"),
+                1,
+                0.0,
+            )
+            .await;
+        prometheus
+            .wait_for(
+                "streamscore_http_requests_total{route=\"/health/ready\"}",
+                1,
+                0.0,
+            )
+            .await;
+        prometheus
+            .wait_for("process_resident_memory_bytes", 1, 0.0)
+            .await;
+
+        // promtool accepts the exposition.
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut check = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package `prometheus`)");
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !text.contains("/v3/wml_instances/inst-1"),
+            "raw paths stay out of labels"
+        );
+
+        // Stopped: not ready; running again: ready.
+        assert_eq!(
+            patch_status(&base, &tok, &id, "STOPPED").await.status(),
+            204
+        );
+        let v = wait_ready(&base, 503).await;
+        assert!(reason_of(&v, &id).contains("stopped"), "{v}");
+        assert_eq!(
+            patch_status(&base, &tok, &id, "RUNNING").await.status(),
+            204
+        );
+        wait_ready(&base, 200).await;
+
+        // A deployment that cannot run (its input topic does not exist): not ready, named.
+        let r = create(&base, &tok, &seed_body(&broker.addr, "missing", "out")).await;
+        assert_eq!(r.status(), 201);
+        let bad = r.json::<Value>().await.unwrap()["metadata"]["guid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let v = wait_status(&base, &tok, &bad, "FAILED").await;
+        let body = wait_ready(&base, 503).await;
+        assert!(reason_of(&body, &bad).contains("missing"), "{body} {v}");
+        let r = reqwest::Client::new()
+            .delete(format!("{base}{DEPLOYMENTS}/{bad}"))
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        wait_ready(&base, 200).await;
+    });
+    drop(prometheus);
+    api.stop();
+}
