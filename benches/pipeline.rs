@@ -6,7 +6,9 @@
 //!     `BaseProducer`, large queues, delivery callbacks storing offsets, no per-record await;
 //! (b) `streamscore run` with the shipped model, at-least-once, 2 workers
 //!     (`PIPELINE_BENCH_WORKERS`);
-//! (c) `streamscore run --delivery exactly-once`, as many workers.
+//! (c) `streamscore run --delivery exactly-once`, as many workers;
+//! (b') with `PIPELINE_BENCH_COMPARE_BIN=path/to/streamscore`, (b) again with that binary (an
+//!     older build, say), and the ratio of (b) to it.
 //!
 //! Each reports records/s (first to last output create time, so group joins are excluded),
 //! CPU µs per record (process user + system time over the whole run, joins included) and, for
@@ -73,13 +75,26 @@ fn main() {
     rt.block_on(broker.produce("in", &tweets(n)));
     eprintln!("produced {n} tweets to {PARTITIONS} partitions");
 
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    // Another build of streamscore to compare (b) with, e.g. one without a feature.
+    let compare = std::env::var_os("PIPELINE_BENCH_COMPARE_BIN").map(std::path::PathBuf::from);
+    let (mut a, mut b, mut c, mut b2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {
-        for t in ["a", "b", "c"] {
+        for t in ["a", "b", "c", "b2"] {
             rt.block_on(broker.create_topic(&format!("out-{t}-{run}"), PARTITIONS));
             rt.block_on(broker.create_topic(&format!("out-{t}-{run}.dlq"), PARTITIONS));
         }
         a.push(bare_pass(&broker, n, run));
+        if let Some(bin) = &compare {
+            b2.push(daemon_pass_with(
+                bin,
+                &broker,
+                dir.path(),
+                n,
+                run,
+                "b2",
+                &[],
+            ));
+        }
         b.push(daemon_pass(&broker, dir.path(), n, run, "b", &[]));
         c.push(daemon_pass(
             &broker,
@@ -95,9 +110,19 @@ fn main() {
                 p.rate, p.cpu_us, p.rss_mb
             )
         };
-        show("(a) bare copy    ", &a[run]);
-        show("(b) at-least-once", &b[run]);
-        show("(c) exactly-once ", &c[run]);
+        if bench {
+            show("(a) bare copy    ", &a[run]);
+            show("(b) at-least-once", &b[run]);
+            show("(c) exactly-once ", &c[run]);
+            if let Some(p) = b2.get(run) {
+                show("(b') compare bin ", p);
+            }
+        }
+    }
+    if !bench {
+        // Under `cargo test`: a smoke pass over a few records, not a measurement.
+        println!("pipeline bench smoke pass: {n} records through (a), (b) and (c), all delivered (run `cargo bench --bench pipeline` for figures)");
+        return;
     }
     let (a, b, c) = (median(&a), median(&b), median(&c));
     println!("median of {runs} runs, {n} records:");
@@ -120,7 +145,19 @@ fn main() {
         c.rss_mb,
         c.rate / a.rate
     );
-    if bench && env("PIPELINE_BENCH_LATENCY", 1) == 1 {
+    if !b2.is_empty() {
+        let b2 = median(&b2);
+        println!(
+            "(b') {}: {:>9.0} records/s  {:.2} µs CPU/record  peak RSS {:.1} MB → (b) is {:.2}× (b'), CPU {:+.2} µs",
+            compare.as_deref().unwrap_or(std::path::Path::new("")).display(),
+            b2.rate,
+            b2.cpu_us,
+            b2.rss_mb,
+            b.rate / b2.rate,
+            b.cpu_us - b2.cpu_us
+        );
+    }
+    if env("PIPELINE_BENCH_LATENCY", 1) == 1 {
         latency(&rt, &broker, dir.path(), b.rate / 2.0);
     }
 }
@@ -181,6 +218,19 @@ fn daemon_pass(
     kind: &str,
     extra: &[&str],
 ) -> Pass {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_streamscore"));
+    daemon_pass_with(bin, broker, dir, n, run, kind, extra)
+}
+
+fn daemon_pass_with(
+    bin: &std::path::Path,
+    broker: &Broker,
+    dir: &std::path::Path,
+    n: usize,
+    run: usize,
+    kind: &str,
+    extra: &[&str],
+) -> Pass {
     let out = format!("out-{kind}-{run}");
     let name = format!("{kind}{run}");
     // More daemon flags for experiments, e.g. PIPELINE_BENCH_DAEMON_ARGS="--max-in-flight 50000".
@@ -191,16 +241,19 @@ fn daemon_pass(
         .chain(more.split_whitespace())
         .collect();
     let extra = extra.as_slice();
-    let mut daemon = Daemon::start(&DaemonArgs {
-        brokers: &broker.addr,
-        input: "in",
-        output: &out,
-        name: &name,
-        group: &name,
-        workers: workers(),
-        log_dir: dir,
-        extra,
-    });
+    let mut daemon = Daemon::start_with(
+        bin,
+        &DaemonArgs {
+            brokers: &broker.addr,
+            input: "in",
+            output: &out,
+            name: &name,
+            group: &name,
+            workers: workers(),
+            log_dir: dir,
+            extra,
+        },
+    );
     let records = read(broker, &out, n);
     let (cpu, rss) = (daemon.cpu_seconds(), daemon.peak_rss_mb());
     daemon.signal("-TERM");

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export STREAMSCORE_BROKERS=127.0.0.1:${KAFKA_PORT:-9092}
-cargo build --release --quiet
+echo "== building streamscore (the first build compiles librdkafka: a few minutes)"
+cargo build --release
 bin=./target/release/streamscore
 
 started_broker=no

@@ -235,11 +235,83 @@ fn bad_training_data_names_file_and_line() {
 
 #[test]
 fn every_command_has_help() {
-    for cmd in ["train", "eval", "score"] {
+    for cmd in [
+        "train",
+        "eval",
+        "score",
+        "run",
+        "topics",
+        "ctl",
+        "hash-password",
+    ] {
         let out = bin().args([cmd, "--help"]).output().unwrap();
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"));
     }
+}
+
+#[test]
+fn global_flags_work_before_or_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    for args in [vec!["ctl", "status", "--socket"], vec!["ctl", "--socket"]] {
+        let mut cmd = bin();
+        cmd.args(&args).arg(&sock);
+        if args.len() == 2 {
+            cmd.arg("status");
+        }
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            err.contains("none.sock") && !err.contains("unexpected argument"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn topics_fail_fast_naming_a_wrong_broker_address() {
+    // Nothing listens on port 1.
+    for args in [
+        vec!["topics", "create", "t"],
+        vec!["topics", "read", "t"],
+        vec!["topics", "produce", "t", "README.md"],
+    ] {
+        let start = std::time::Instant::now();
+        let out = bin()
+            .args(&args)
+            .args(["--brokers", "127.0.0.1:1", "--timeout-ms", "2000"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("127.0.0.1:1"), "{args:?}: {err}");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "{args:?} took {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn packaging_is_valid_docker_compose_dockerfile_prometheus_and_systemd() {
+    // Docker's own Dockerfile parser, `docker-compose config`, `promtool check config`: see
+    // the script. No Docker engine runs here, so the images are not built by this test.
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/check-packaging.py"
+        ))
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -276,7 +348,31 @@ fn run_refuses_bad_configuration_naming_the_key() {
         assert!(!out.status.success(), "{name} accepted");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "{name}: {err}");
+        // Said once, with whole key paths.
+        let body = err
+            .trim()
+            .trim_start_matches("error: configuration error: ");
+        assert!(
+            !body.is_empty() && err.matches(body).count() == 1,
+            "{name} printed twice: {err}"
+        );
+        assert!(
+            !err.contains("]input") && !err.contains("]batch"),
+            "{name}: {err}"
+        );
     }
+    // A malformed password hash is refused at start, naming the user.
+    let out = bin()
+        .args(["run"])
+        .env("STREAMSCORE__AUTH__USERS__ADMIN", "not-a-hash")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth.users.admin") && err.contains("hash-password"),
+        "{err}"
+    );
     let out = bin()
         .args(["run"])
         .env("STREAMSCORE__LOG__FORMAT", "xml")
@@ -358,4 +454,72 @@ fn unreachable_broker_keeps_retrying_and_still_stops_cleanly() {
         std::fs::read_to_string(&log).unwrap()
     );
     assert!(stopping.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn readme_examples_and_reference_are_true() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+
+    // The `score` example prints what the README says it prints.
+    let i = lines
+        .iter()
+        .position(|l| l.starts_with("echo '") && l.ends_with("| streamscore score"))
+        .expect("the README's score example");
+    let input = lines[i]
+        .trim_start_matches("echo '")
+        .split("' |")
+        .next()
+        .unwrap();
+    let expected = lines[i + 1].trim_start_matches("# ");
+    let out = run_with_stdin(&["score"], &format!("{input}\n"));
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+
+    // Every `streamscore COMMAND [SUBCOMMAND]` in a code block exists.
+    let mut in_code = false;
+    let mut checked = 0;
+    for line in &lines {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        for part in line.split("streamscore ").skip(1) {
+            let words: Vec<&str> = part.split_whitespace().take(2).collect();
+            let Some(&cmd) = words.first() else { continue };
+            if !cmd.chars().all(|c| c.is_ascii_lowercase() || c == '-') || cmd.is_empty() {
+                continue;
+            }
+            let mut args = vec![cmd];
+            if matches!(cmd, "topics" | "ctl") {
+                args.extend(words.get(1));
+            }
+            args.push("--help");
+            let out = bin().args(&args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "README line {line:?}: {args:?} is not a command"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} commands found in the README");
+
+    // Every key of config/default.toml is in the configuration reference.
+    let defaults = std::fs::read_to_string(format!("{root}/config/default.toml")).unwrap();
+    let mut section = String::new();
+    for line in defaults.lines() {
+        if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = s.to_owned();
+        } else if let Some((key, _)) = line.split_once(" = ") {
+            if !key.starts_with('#') && !key.contains(' ') {
+                let path = format!("{section}.{key}");
+                assert!(readme.contains(&path), "README does not document {path}");
+            }
+        }
+    }
 }

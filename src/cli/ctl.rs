@@ -10,9 +10,10 @@ use std::process::ExitCode;
 /// Arguments of `ctl`.
 #[derive(Debug, Args)]
 pub struct CtlArgs {
-    /// Control socket of the running daemon.
+    /// Control socket of the running daemon (before or after the subcommand).
     #[arg(
         long,
+        global = true,
         env = "STREAMSCORE_SOCKET",
         default_value = "state/streamscore.sock"
     )]

@@ -3,7 +3,7 @@
 use crate::auth::Authenticator;
 use crate::config::{
     BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig, LogFormat, OutputConfig,
-    Settings,
+    Settings, StartFrom,
 };
 use crate::control::{socket, ControlSettings, Manager};
 use crate::http::{router, AppState};
@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Delivery guarantee of the flag-defined deployment.
     #[arg(long, value_enum, default_value_t = Delivery::AtLeastOnce)]
     delivery: Delivery,
+    /// Where the flag-defined deployment starts when its group has no committed offset.
+    #[arg(long, value_enum, default_value_t = StartFrom::Earliest)]
+    start_from: StartFrom,
     /// HTTP API address (overrides `http.listen`; port 0 picks a free port).
     #[arg(long, env = "STREAMSCORE_LISTEN")]
     listen: Option<String>,
@@ -140,6 +143,7 @@ impl RunArgs {
             },
             kafka,
             delivery: self.delivery,
+            start_from: self.start_from,
             commit: CommitConfig {
                 max_records: self.commit_max_records,
                 ..CommitConfig::default()

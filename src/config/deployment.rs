@@ -33,6 +33,9 @@ pub struct DeploymentConfig {
     /// Delivery guarantee: `at_least_once` (default) or `exactly_once` (Kafka transactions).
     #[serde(default)]
     pub delivery: Delivery,
+    /// Where a consumer group without committed offsets starts reading.
+    #[serde(default)]
+    pub start_from: StartFrom,
     /// Offset commit cadence.
     #[serde(default)]
     pub commit: CommitConfig,
@@ -52,6 +55,28 @@ pub enum Delivery {
     /// Outputs and input offsets committed in one Kafka transaction; `read_committed` readers
     /// see each output once.
     ExactlyOnce,
+}
+
+/// Where a deployment whose consumer group has no committed offset starts reading. Once the
+/// group has committed, it always resumes from there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum StartFrom {
+    /// From the oldest record the topic still holds: nothing already in it is skipped.
+    #[default]
+    Earliest,
+    /// From records produced after the group first gets its partitions.
+    Latest,
+}
+
+impl StartFrom {
+    /// librdkafka's `auto.offset.reset` value.
+    pub fn offset_reset(self) -> &'static str {
+        match self {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        }
+    }
 }
 
 /// When delivered input offsets are committed.
@@ -104,7 +129,8 @@ const fn default_workers() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputConfig {
-    /// Kafka bootstrap servers, comma-separated `host:port`.
+    /// Kafka bootstrap servers, comma-separated `host:port` (default `127.0.0.1:9092`).
+    #[serde(default = "default_bootstrap_servers")]
     pub bootstrap_servers: String,
     /// Topic to read.
     pub topic: String,
@@ -120,6 +146,13 @@ pub struct InputConfig {
     /// librdkafka settings for the consumers only (e.g. the input cluster's credentials).
     #[serde(default)]
     pub kafka: BTreeMap<String, String>,
+}
+
+/// The bootstrap servers when none are given: a broker on this host.
+pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
+
+fn default_bootstrap_servers() -> String {
+    DEFAULT_BOOTSTRAP_SERVERS.into()
 }
 
 fn default_format() -> InputFormat {
@@ -224,6 +257,7 @@ pub const MANAGED_KAFKA_KEYS: &[(&str, &str)] = &[
     ),
     ("transactional.id", "set by `delivery = \"exactly_once\"`"),
     ("isolation.level", "inputs are read committed"),
+    ("auto.offset.reset", "use start_from"),
     ("message.max.bytes", "use output.max_message_bytes"),
 ];
 

@@ -5,7 +5,7 @@ mod deployment;
 
 pub use deployment::{
     check_kafka_table, BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig,
-    InvalidSetting, OutputConfig, MANAGED_KAFKA_KEYS,
+    InvalidSetting, OutputConfig, StartFrom, MANAGED_KAFKA_KEYS,
 };
 
 use config::{Config, Environment, File, FileFormat};
@@ -19,8 +19,8 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A source could not be read or parsed, or a key is unknown or of the wrong type.
-    #[error("configuration error: {0}")]
-    Load(#[from] config::ConfigError),
+    #[error("configuration error: {}", readable(.0))]
+    Load(config::ConfigError),
     /// A value is out of range or inconsistent.
     #[error("configuration error: {key}: {reason}")]
     Invalid {
@@ -167,6 +167,27 @@ pub struct ControlPlaneSettings {
     pub commit: CommitConfig,
 }
 
+impl From<config::ConfigError> for ConfigError {
+    fn from(e: config::ConfigError) -> Self {
+        ConfigError::Load(e)
+    }
+}
+
+/// The `config` crate's message with key paths made whole: it writes `deployments[0]input`
+/// for `deployments[0].input`.
+fn readable(e: &config::ConfigError) -> String {
+    let text = e.to_string();
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == ']' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic()) {
+            out.push('.');
+        }
+    }
+    out
+}
+
 impl Settings {
     /// Loads defaults, then `file` (if any), then `STREAMSCORE__…` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
@@ -193,6 +214,16 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        for (name, hash) in &self.auth.users {
+            if let Err(e) = argon2::PasswordHash::new(hash) {
+                return Err(ConfigError::Invalid {
+                    key: format!("auth.users.{name}"),
+                    reason: format!(
+                        "not an Argon2 PHC hash ({e}); make one with `streamscore hash-password`"
+                    ),
+                });
+            }
+        }
         if self.shutdown.drain_timeout_ms == 0 || self.shutdown.drain_timeout_ms > 300_000 {
             return Err(ConfigError::Invalid {
                 key: "shutdown.drain_timeout_ms".into(),

@@ -172,3 +172,52 @@ fn delivery_and_commit_settings_are_read_and_checked() {
     .to_string();
     assert!(err.contains("control.batch.max_records"), "{err}");
 }
+
+#[test]
+fn the_compose_config_loads_with_its_deployment() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/compose.toml");
+    let s = Settings::load_with_env(Some(Path::new(path)), env(&[])).unwrap();
+    assert_eq!(s.http.listen, "0.0.0.0:8080");
+    let d = &s.deployments[0];
+    assert_eq!(
+        (
+            d.name.as_str(),
+            d.input.topic.as_str(),
+            d.output.topic.as_str()
+        ),
+        ("tweets", "tweets", "tweets.scored")
+    );
+    assert_eq!(d.input.bootstrap_servers, "kafka:9092");
+    assert_eq!(d.output_servers(), "kafka:9092");
+    assert_eq!(d.start_from, StartFrom::Earliest);
+}
+
+#[test]
+fn a_deployment_without_bootstrap_servers_uses_the_local_broker() {
+    let s = load_toml(&GOOD.replace("bootstrap_servers = \"127.0.0.1:9092\"\n", "")).unwrap();
+    assert_eq!(s.deployments[0].input.bootstrap_servers, "127.0.0.1:9092");
+}
+
+#[test]
+fn a_malformed_password_hash_is_refused_naming_the_user() {
+    let e = Settings::load_with_env(None, env(&[("STREAMSCORE__AUTH__USERS__BOB", "plain")]))
+        .unwrap_err();
+    assert!(e.to_string().contains("auth.users.bob"), "{e}");
+    let good = crate::auth::hash_password("pw").unwrap();
+    Settings::load_with_env(None, env(&[("STREAMSCORE__AUTH__USERS__BOB", &good)])).unwrap();
+}
+
+#[test]
+fn start_from_is_validated_and_auto_offset_reset_is_refused() {
+    let s = load_toml(&GOOD.replace(
+        "[deployments.input]",
+        "start_from = \"latest\"\n[deployments.input]",
+    ))
+    .unwrap();
+    assert_eq!(s.deployments[0].start_from, StartFrom::Latest);
+    let e = load_toml(&format!(
+        "{GOOD}[deployments.kafka]\n\"auto.offset.reset\" = \"latest\"\n"
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("start_from"), "{e}");
+}

@@ -245,6 +245,7 @@ impl Manager {
             modified_at: now,
             origin: Origin::Config,
             delivery: d.delivery,
+            start_from: d.start_from,
         };
         entries.insert(d.name.clone(), Entry::new(record, Some(d)));
         Ok(())
@@ -285,6 +286,7 @@ impl Manager {
             modified_at: now,
             origin: Origin::Api,
             delivery: req.delivery,
+            start_from: req.start_from,
         };
         // The same validation as a deployment declared in configuration.
         self.api_deployment_config(&record)
@@ -498,6 +500,7 @@ impl Manager {
             batch: self.settings.batch,
             kafka: self.settings.kafka.clone(),
             delivery: r.delivery,
+            start_from: r.start_from,
             commit: self.settings.commit,
             stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
         }

@@ -1,6 +1,6 @@
 //! The stream-deployment resource as the seed API shapes it, and its persisted form.
 
-use crate::config::Delivery;
+use crate::config::{Delivery, StartFrom};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -69,6 +69,9 @@ pub struct CreateRequest {
     /// Delivery guarantee (`at_least_once` when absent).
     #[serde(default)]
     pub delivery: Delivery,
+    /// Where a new deployment starts reading (`earliest` when absent).
+    #[serde(default)]
+    pub start_from: StartFrom,
 }
 
 /// What the operator asked for.
@@ -119,6 +122,9 @@ pub struct DeploymentRecord {
     /// Delivery guarantee (`at_least_once` in records written before it existed).
     #[serde(default)]
     pub delivery: Delivery,
+    /// Where it starts reading when its group has no committed offset.
+    #[serde(default)]
+    pub start_from: StartFrom,
 }
 
 /// Field names whose values are never returned.

@@ -56,6 +56,7 @@ fn render(v: &View) -> Value {
             "counters": v.stats,
             "origin": r.origin,
             "delivery": r.delivery,
+            "start_from": r.start_from,
         }
     })
 }

@@ -308,6 +308,9 @@ pub fn run(
     let mut stored_since_commit = 0u64;
     let mut last_commit = Instant::now();
     let mut last_progress = Instant::now();
+    // A delivery failed and nothing was delivered since: the rewound records still wait (in
+    // the topic, to be read again), so an empty tracker is no sign of progress.
+    let mut failing = false;
     let mut poll_errors = RateLimitedLog::new(Duration::from_secs(5));
     let mut rewinds = RateLimitedLog::new(Duration::from_secs(5));
     let outcome = loop {
@@ -330,6 +333,7 @@ pub fn run(
                 stats.set_last_error(&why);
                 rewinds.log(|n| warn!(worker = %s.label, reason = %why, repeated = n, retry_in_ms = backoff.as_millis() as u64, "delivery failed; rewinding to the first undelivered record"));
                 rewind(consumer, s, acker);
+                failing = true;
                 resume_at = Some(Instant::now() + backoff);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -341,6 +345,7 @@ pub fn run(
         let delivered = acker.take_delivered_count();
         if delivered > 0 {
             last_progress = now;
+            failing = false;
             backoff = BACKOFF_MIN;
             stats.set_stalled(s.index, false);
         }
@@ -366,7 +371,7 @@ pub fn run(
             }
         }
         let in_flight = acker.in_flight();
-        if in_flight == 0 {
+        if in_flight == 0 && !failing {
             last_progress = now;
             stats.set_stalled(s.index, false);
         } else if now.duration_since(last_progress) >= s.stall_timeout {

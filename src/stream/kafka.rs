@@ -17,7 +17,6 @@ pub const DEFAULT_FETCH_WAIT_MS: &str = "50";
 pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("client.id", format!("streamscore-{}-{worker}", d.name))
-        .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS)
         // Statistics feed the consumer-lag metric.
@@ -36,6 +35,7 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
     // coordinator is never sent a second commit while one is outstanding.
     c.set("bootstrap.servers", &d.input.bootstrap_servers)
         .set("group.id", d.group_id())
+        .set("auto.offset.reset", d.start_from.offset_reset())
         .set("enable.auto.offset.store", "false")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");

@@ -127,7 +127,9 @@ pub async fn run_deployment(
         }
     }
     progress.abort();
-    info!(deployment = %config.name, stats = ?stats.snapshot(), "deployment stopped");
+    let s = stats.snapshot();
+    info!(deployment = %config.name, consumed = s.consumed, scored = s.scored,
+          dead_lettered = s.dead_lettered, delivery_retries = s.delivery_retries, "deployment stopped");
     result
 }
 

@@ -255,9 +255,14 @@ pub struct DaemonArgs<'a> {
 
 impl Daemon {
     pub fn start(a: &DaemonArgs<'_>) -> Daemon {
+        Self::start_with(Path::new(env!("CARGO_BIN_EXE_streamscore")), a)
+    }
+
+    /// [`Daemon::start`] with another `streamscore` binary (e.g. an older build, to compare).
+    pub fn start_with(bin: &Path, a: &DaemonArgs<'_>) -> Daemon {
         let log = a.log_dir.join(format!("{}-{}.log", a.name, next_id()));
         let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_streamscore"))
+        let child = Command::new(bin)
             .args([
                 "run",
                 "--brokers",
