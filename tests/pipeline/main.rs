@@ -3,6 +3,7 @@
 
 mod faults;
 mod harness;
+mod topics;
 
 use harness::{rt, tweets, wait_until, Broker, Daemon, DaemonArgs, Record};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -5,6 +5,7 @@ use super::{partitions, BrokerArgs};
 use anyhow::Context;
 use clap::Args;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Map, Value};
@@ -41,6 +42,8 @@ pub fn run(a: &ReadArgs) -> anyhow::Result<ExitCode> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("fetch.wait.max.ms", "100")
+        // End-of-partition events say the first fetches were answered (see below).
+        .set("enable.partition.eof", "true")
         .create()
         .context("creating the Kafka consumer")?;
     let mut tpl = TopicPartitionList::new();
@@ -51,11 +54,22 @@ pub fn run(a: &ReadArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     let mut n = 0u64;
     let mut last = Instant::now();
-    while a.max.is_none_or(|m| n < m) && last.elapsed() < Duration::from_millis(a.idle_ms) {
-        let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
+    // Until the brokers first answer a fetch, the idle time also allows for connecting and
+    // looking up offsets.
+    let mut answered = false;
+    let idle = |answered: bool| {
+        Duration::from_millis(a.idle_ms + if answered { 0 } else { a.brokers.timeout_ms })
+    };
+    while a.max.is_none_or(|m| n < m) && last.elapsed() < idle(answered) {
+        let msg = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                answered = true;
+                continue;
+            }
+            Some(m) => m.with_context(|| format!("reading {}", a.topic))?,
         };
-        let msg = msg.with_context(|| format!("reading {}", a.topic))?;
+        answered = true;
         last = Instant::now();
         let line = if a.headers {
             let mut v = serde_json::to_vec(&described(&msg))?;
