@@ -5,7 +5,7 @@
 //! - Tokens are HS256 JWTs with `sub`, `iat` and `exp`, signed with a key from configuration;
 //!   without one, a random key is drawn at start (tokens then die with the process).
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -102,15 +102,28 @@ impl Authenticator {
 
     /// Verifies a user's password against its Argon2 hash.
     pub fn check_password(&self, user: &str, password: &str) -> Result<(), AuthError> {
-        let Some(hash) = self.users.get(user) else {
-            // Spend comparable time on unknown users.
-            let _ = hash_password(password);
-            return Err(AuthError::BadPassword);
+        self.check_password_with(user, password, &mut PasswordMemory::default())
+    }
+
+    /// [`check_password`](Self::check_password) with Argon2's working memory supplied by the
+    /// caller and kept between checks (a checking thread holds one), so a stream of checks
+    /// allocates it once instead of once per check.
+    pub fn check_password_with(
+        &self,
+        user: &str,
+        password: &str,
+        memory: &mut PasswordMemory,
+    ) -> Result<(), AuthError> {
+        // Unknown users cost a verification too, so timing does not tell who exists.
+        let (hash, known) = match self.users.get(user) {
+            Some(h) => (h.as_str(), true),
+            None => (UNKNOWN_USER_HASH, false),
         };
-        let parsed = PasswordHash::new(hash).map_err(|_| AuthError::BadPassword)?;
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .map_err(|_| AuthError::BadPassword)
+        if memory.verify(hash, password.as_bytes()) && known {
+            Ok(())
+        } else {
+            Err(AuthError::BadPassword)
+        }
     }
 
     /// Issues a token for `user`, valid for the configured lifetime.
@@ -140,6 +153,57 @@ impl Authenticator {
             }
             Err(_) => Err(AuthError::BadToken),
         }
+    }
+}
+
+/// A hash with the default parameters that no password is checked against successfully
+/// (an unknown user's check verifies against it, to take the same time).
+const UNKNOWN_USER_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$vmF0KQl/p+ibecEv+hvXfQ$iu/RzyqUW9WH3kVVgBiugRpDIWcXKKrGvDGCmyBhB8g";
+
+/// Largest Argon2 memory a configured hash may ask for (256 MiB).
+const MAX_PASSWORD_MEMORY_KIB: u32 = 256 * 1024;
+
+/// Argon2's working memory, reused from check to check.
+#[derive(Default)]
+pub struct PasswordMemory(Vec<argon2::Block>);
+
+impl std::fmt::Debug for PasswordMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PasswordMemory({} blocks)", self.0.len())
+    }
+}
+
+impl PasswordMemory {
+    /// Whether `password` matches the PHC string `phc` (false for a malformed one, or one
+    /// asking for more than 256 MiB).
+    pub fn verify(&mut self, phc: &str, password: &[u8]) -> bool {
+        self.try_verify(phc, password).unwrap_or(false)
+    }
+
+    fn try_verify(&mut self, phc: &str, password: &[u8]) -> Option<bool> {
+        let parsed = PasswordHash::new(phc).ok()?;
+        let algorithm = argon2::Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = match parsed.version {
+            Some(v) => argon2::Version::try_from(v).ok()?,
+            None => argon2::Version::default(),
+        };
+        let params = argon2::Params::try_from(&parsed).ok()?;
+        if params.m_cost() > MAX_PASSWORD_MEMORY_KIB {
+            return None;
+        }
+        let expected = parsed.hash?;
+        let mut salt = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+        let blocks = params.block_count();
+        if self.0.len() < blocks {
+            self.0.resize(blocks, argon2::Block::default());
+        }
+        let mut out = vec![0u8; expected.len()];
+        Argon2::new(algorithm, version, params)
+            .hash_password_into_with_memory(password, salt, &mut out, &mut self.0[..blocks])
+            .ok()?;
+        Some(bool::from(out.as_slice().ct_eq(expected.as_bytes())))
     }
 }
 

@@ -488,7 +488,13 @@ fn readme_examples_and_reference_are_true() {
         if !in_code {
             continue;
         }
-        for part in line.split("streamscore ").skip(1) {
+        let calls = line.match_indices("streamscore ").filter(|&(i, _)| {
+            let before = &line[..i];
+            before.is_empty()
+                || before.ends_with([' ', '(', '|'])
+                || before.ends_with("target/release/")
+        });
+        for part in calls.map(|(i, _)| &line[i + "streamscore ".len()..]) {
             let words: Vec<&str> = part.split_whitespace().take(2).collect();
             let Some(&cmd) = words.first() else { continue };
             if !cmd.chars().all(|c| c.is_ascii_lowercase() || c == '-') || cmd.is_empty() {

@@ -247,6 +247,9 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
             kafka: settings.control.kafka.clone(),
             commit: settings.control.commit,
             drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
+            max_deployments: settings.control.max_deployments,
+            max_name_chars: settings.control.max_name_chars,
+            max_description_chars: settings.control.max_description_chars,
         },
         metrics.clone(),
     )?;
@@ -268,15 +271,19 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(listener) = listener {
         info!(address = %listener.local_addr()?, "HTTP API listening");
+        let auth = Arc::new(authenticator(&settings)?);
         let app = router(AppState {
-            auth: Arc::new(authenticator(&settings)?),
+            login: Arc::new(crate::http::throttle::LoginGate::new(auth.clone())),
+            auth,
             store: store.clone(),
             manager: manager.clone(),
             metrics: metrics.clone(),
+            uploads: Arc::new(tokio::sync::Semaphore::new(2)),
             max_model_bytes: settings.http.max_model_bytes,
         });
         let stop = stop.clone();
         tasks.spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             let r = axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })
                 .await;

@@ -165,6 +165,12 @@ pub struct ControlPlaneSettings {
     /// Offset commit cadence of API-created deployments.
     #[serde(default)]
     pub commit: CommitConfig,
+    /// Most deployments in this process (declared and API-created together).
+    pub max_deployments: usize,
+    /// Longest deployment name, in characters.
+    pub max_name_chars: usize,
+    /// Longest deployment description, in characters.
+    pub max_description_chars: usize,
 }
 
 impl From<config::ConfigError> for ConfigError {
@@ -236,6 +242,16 @@ impl Settings {
         };
         self.control.batch.validate().map_err(invalid)?;
         check_kafka_table("kafka", &self.control.kafka).map_err(invalid)?;
+        if self.deployments.len() > self.control.max_deployments {
+            return Err(ConfigError::Invalid {
+                key: "deployments".into(),
+                reason: format!(
+                    "{} declared, more than control.max_deployments ({})",
+                    self.deployments.len(),
+                    self.control.max_deployments
+                ),
+            });
+        }
         if !(1..=64).contains(&self.control.workers) {
             return Err(invalid(InvalidSetting {
                 key: "workers".into(),

@@ -108,6 +108,12 @@ pub struct ControlSettings {
     pub commit: CommitConfig,
     /// Longest a stop may drain before in-flight work is abandoned uncommitted.
     pub drain_timeout: Duration,
+    /// Most deployments (declared and API-created).
+    pub max_deployments: usize,
+    /// Longest name, in characters.
+    pub max_name_chars: usize,
+    /// Longest description, in characters.
+    pub max_description_chars: usize,
 }
 
 /// A deployment as reported to clients.
@@ -259,6 +265,10 @@ impl Manager {
                 self.start_entry(e);
             } else {
                 set(&e.status, Status::Stopped);
+                // Report the version it would run, as before the restart.
+                if e.record.origin == Origin::Api {
+                    e.model = self.model_for(&e.record.published_model_id).ok();
+                }
             }
         }
     }
@@ -271,6 +281,19 @@ impl Manager {
         req: CreateRequest,
     ) -> Result<View, ControlError> {
         validate_create(&req)?;
+        let s = &self.settings;
+        if req.name.chars().count() > s.max_name_chars {
+            return Err(ControlError::Invalid(format!(
+                "name is longer than {} characters",
+                s.max_name_chars
+            )));
+        }
+        if req.description.chars().count() > s.max_description_chars {
+            return Err(ControlError::Invalid(format!(
+                "description is longer than {} characters",
+                s.max_description_chars
+            )));
+        }
         crate::store::validate_context_id(published_model_id)?;
         let now = Utc::now();
         let record = DeploymentRecord {
@@ -292,8 +315,20 @@ impl Manager {
         self.api_deployment_config(&record)
             .validate()
             .map_err(|e| ControlError::Invalid(e.to_string()))?;
-        self.persist(&record)?;
         let mut entries = self.entries.lock().await;
+        if entries.len() >= s.max_deployments {
+            return Err(ControlError::Conflict(format!(
+                "this daemon already runs {} deployments (control.max_deployments): delete one first",
+                entries.len()
+            )));
+        }
+        if entries.values().any(|e| e.record.name == record.name) {
+            return Err(ControlError::Conflict(format!(
+                "a deployment named {:?} exists already",
+                record.name
+            )));
+        }
+        self.persist(&record)?;
         let mut entry = Entry::new(record, None);
         self.start_entry(&mut entry);
         let view = entry.view();
@@ -403,6 +438,15 @@ impl Manager {
         });
         let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
         match models.get(&info.context_id) {
+            // Concurrent uploads finish in any order: never put an older version back.
+            Some(h)
+                if h.current()
+                    .version
+                    .parse::<u64>()
+                    .is_ok_and(|v| v >= info.version) =>
+            {
+                info!(context_id = %info.context_id, serving = %h.current().version, stale = info.version, "model version older than the one serving: not swapped");
+            }
             Some(h) => {
                 let old = h.swap(serving);
                 self.metrics.model_swapped(&info.context_id);
@@ -597,11 +641,19 @@ impl Entry {
     }
 }
 
+/// A deployment by id, or by name when exactly one has that name.
 fn find<'a>(entries: &'a BTreeMap<String, Entry>, id: &str) -> Result<&'a Entry, ControlError> {
-    entries
-        .get(id)
-        .or_else(|| entries.values().find(|e| e.record.name == id))
-        .ok_or_else(|| ControlError::NotFound(id.to_owned()))
+    if let Some(e) = entries.get(id) {
+        return Ok(e);
+    }
+    let mut named = entries.values().filter(|e| e.record.name == id);
+    match (named.next(), named.next()) {
+        (Some(e), None) => Ok(e),
+        (Some(_), Some(_)) => Err(ControlError::Conflict(format!(
+            "more than one deployment is named {id:?}: use its id"
+        ))),
+        (None, _) => Err(ControlError::NotFound(id.to_owned())),
+    }
 }
 
 /// SASL_SSL + PLAIN settings when a connection carries a user and password, as in the seed.

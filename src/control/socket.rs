@@ -78,16 +78,24 @@ pub async fn serve(
 
 async fn handle(stream: tokio::net::UnixStream, manager: Arc<Manager>) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read.take(MAX_LINE as u64 * 16)).lines();
-    while let Some(line) = lines.next_line().await? {
-        let reply = if line.len() > MAX_LINE {
+    // Bounded: a connection reads at most 16 maximal lines in all.
+    let mut reader = BufReader::new(read.take(MAX_LINE as u64 * 16));
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf).await? == 0 {
+            return Ok(());
+        }
+        let reply = if buf.len() > MAX_LINE {
             json!({"ok": false, "error": "command too long"})
         } else {
-            execute(line.trim(), &manager).await
+            match std::str::from_utf8(&buf) {
+                Ok(line) => execute(line.trim(), &manager).await,
+                Err(_) => json!({"ok": false, "error": "a command is one line of UTF-8 text"}),
+            }
         };
         write.write_all(format!("{reply}\n").as_bytes()).await?;
     }
-    Ok(())
 }
 
 use tokio::io::AsyncReadExt;

@@ -10,6 +10,7 @@ mod health;
 mod identity;
 mod metrics;
 mod models;
+pub mod throttle;
 
 use crate::auth::{AuthError, Authenticator};
 use crate::control::{ControlError, Manager};
@@ -21,7 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::json;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Shared state of all handlers.
 #[derive(Clone)]
@@ -34,39 +37,82 @@ pub struct AppState {
     pub manager: Arc<Manager>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Bounds on password checks.
+    pub login: Arc<throttle::LoginGate>,
+    /// Model uploads read at once (each holds up to `max_model_bytes`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
     /// Largest accepted model upload, in bytes.
     pub max_model_bytes: usize,
 }
 
-/// Every route of the API.
+/// Requests served at once; more wait for a slot (within their timeout).
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+/// Longest any request may take, except model uploads and downloads.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a model upload or download may take.
+pub const MODEL_TRANSFER_TIMEOUT: Duration = Duration::from_secs(300);
+/// Largest JSON body of the deployments API.
+pub const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route of the API, with its bounds: [`MAX_CONCURRENT_REQUESTS`] at once, a timeout per
+/// request (408), and body limits per route.
 pub fn router(state: AppState) -> Router {
     let v3 = "/v3/wml_instances/{instance_id}/published_models/{published_model_id}/deployments";
-    let deployments = Router::new()
+    let one = || {
+        get(deployments::get_one)
+            .patch(deployments::patch)
+            .delete(deployments::delete)
+    };
+    let mut api = Router::new()
         .route(v3, get(deployments::list).post(deployments::create))
-        .route(
-            &format!("{v3}/{{deployment_id}}"),
-            get(deployments::get_one)
-                .patch(deployments::patch)
-                .delete(deployments::delete),
+        .route(&format!("{v3}/{{deployment_id}}"), one());
+    // The seed's PATCH and DELETE examples spell the path in French; serve it as written
+    // (percent-encoded, either hex case).
+    for models in ["mod%C3%A8les_publi%C3%A9s", "mod%c3%a8les_publi%c3%a9s"] {
+        api = api.route(
+            &format!("/v3/instances_wml/{{instance_id}}/{models}/{{published_model_id}}/deployments/{{deployment_id}}"),
+            one(),
         );
+    }
+    let api = api
+        .route("/v2/identity/token", get(identity::token))
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
+        .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
+        .layer(timeout(REQUEST_TIMEOUT));
     Router::new()
         .route(
             "/pm/v1/model/{context_id}",
             put(models::put_model)
                 .get(models::get_model)
-                .layer(DefaultBodyLimit::disable()),
+                // The upload handler bounds the model itself (`http.max_model_bytes`).
+                .layer::<_, Infallible>(DefaultBodyLimit::disable())
+                .layer::<_, Infallible>(timeout(MODEL_TRANSFER_TIMEOUT)),
         )
-        .route("/v2/identity/token", get(identity::token))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
-        .merge(deployments)
+        .merge(api)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not answer that method",
+            )
+        })
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
+        // One semaphore shared by every route (axum applies a layer per route).
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_REQUESTS,
+        ))
         .with_state(state)
+}
+
+/// A per-route timeout answering 408.
+fn timeout(d: Duration) -> tower_http::timeout::TimeoutLayer {
+    tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d)
 }
 
 /// An error of the v3 API: a status code and a JSON body `{"code", "message"}`.
@@ -95,11 +141,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut res = (
             self.status,
             Json(json!({"code": self.code, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 9110: a 401 says how to authenticate (the token route says Basic instead).
+            res.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"streamscore\""),
+            );
+        }
+        res
     }
 }
 
@@ -148,7 +202,12 @@ impl axum::extract::FromRequestParts<AppState> for Authenticated {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                // The scheme is case-insensitive (RFC 9110).
+                v.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
+            })
             .ok_or(AuthError::Missing("Authorization: Bearer token"))?;
         Ok(Authenticated(state.auth.verify(token.trim())?))
     }

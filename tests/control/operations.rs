@@ -157,6 +157,17 @@ fn readiness_follows_deployments_and_prometheus_scrapes_the_metrics() {
         );
         wait_status(&base, &tok, &id, "RUNNING").await;
         wait_ready(&base, 200).await;
+        // The seed's French spelling of the path works as written (percent-encoded).
+        let seed_path = format!(
+            "{base}/v3/instances_wml/inst-1/mod%C3%A8les_publi%C3%A9s/sentiment/deployments/{id}"
+        );
+        let r = reqwest::Client::new()
+            .get(&seed_path)
+            .bearer_auth(&tok)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{seed_path}");
 
         // Tweets flow; Prometheus sees them.
         broker.produce("in", &tweets(2_000)).await;
