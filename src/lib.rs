@@ -24,6 +24,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod dataset;
 pub mod evaluate;
 pub mod features;

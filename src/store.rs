@@ -262,7 +262,7 @@ impl ModelStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::DEFAULT_MODEL;
+    use crate::model::DEFAULT_MODEL;
 
     #[test]
     fn versions_survive_reopening() {

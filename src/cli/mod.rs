@@ -13,9 +13,6 @@ use std::process::ExitCode;
 
 use crate::model::Model;
 
-/// The shipped default model, embedded at build time from `models/sentiment-en.model`.
-pub static DEFAULT_MODEL: &[u8] = include_bytes!("../../models/sentiment-en.model");
-
 /// streamscore: score tweet sentiment, from files or Kafka streams.
 #[derive(Debug, Parser)]
 #[command(name = "streamscore", version, about, long_about = None)]
@@ -58,11 +55,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Loads the model at `path`, or the embedded default model when there is none.
 pub fn load_model(path: Option<&Path>) -> anyhow::Result<Model> {
     use anyhow::Context;
-    let model = match path {
-        Some(p) => Model::load(p).with_context(|| format!("loading model {}", p.display()))?,
-        None => Model::from_bytes(DEFAULT_MODEL).context("loading the embedded default model")?,
-    };
-    Ok(model)
+    Model::load_or_default(path).with_context(|| match path {
+        Some(p) => format!("loading model {}", p.display()),
+        None => "loading the embedded default model".into(),
+    })
 }
 
 /// Entry point used by `main`: parse, run, and turn errors into a message and exit code 1.

@@ -1,24 +1,16 @@
 //! `streamscore run`: the daemon.
 
-use crate::auth::Authenticator;
 use crate::config::{
     BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig, LogFormat, OutputConfig,
     Settings, StartFrom,
 };
-use crate::control::{socket, ControlSettings, Manager};
-use crate::http::{router, AppState};
 use crate::input::InputFormat;
-use crate::metrics::Metrics;
-use crate::store::ModelStore;
 use anyhow::Context;
 use clap::Args;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
 
 /// Arguments of `run`. Flags describe one deployment for quick starts; `--config` can declare
 /// any number.
@@ -202,61 +194,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve(settings))
 }
 
-/// Reads a secret from a file, trimmed.
-fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
-    Ok(std::fs::read_to_string(path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .trim()
-        .to_owned())
-}
-
-fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
-    let a = &settings.auth;
-    let mut keys = a.access_keys.clone();
-    if let Some(f) = &a.access_keys_file {
-        keys.extend(read_secret(f)?.lines().map(|l| l.trim().to_owned()));
-    }
-    let signing = match &a.signing_key_file {
-        Some(f) => read_secret(f)?,
-        None => a.signing_key.clone(),
-    };
-    if signing.is_empty() {
-        warn!("no auth.signing_key: tokens are signed with a random key and die with this process");
-    }
-    if keys.iter().all(String::is_empty) {
-        warn!("no auth.access_keys: the model API refuses every request");
-    }
-    Ok(Authenticator::new(
-        keys,
-        a.users.clone(),
-        signing.as_bytes(),
-        a.token_ttl_s as i64,
-    ))
-}
-
 async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
-    let stop = CancellationToken::new();
-    let store = Arc::new(ModelStore::open(&settings.state.dir.join("models"))?);
-    let metrics = Arc::new(Metrics::new());
-    let manager = Manager::open(
-        store.clone(),
-        ControlSettings {
-            state_dir: settings.state.dir.join("deployments"),
-            workers: settings.control.workers,
-            batch: settings.control.batch,
-            kafka: settings.control.kafka.clone(),
-            commit: settings.control.commit,
-            drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
-            max_deployments: settings.control.max_deployments,
-            max_name_chars: settings.control.max_name_chars,
-            max_description_chars: settings.control.max_description_chars,
-        },
-        metrics.clone(),
-    )?;
-    for d in settings.deployments.clone() {
-        info!(deployment = %d.name, input = %d.input.topic, output = %d.output.topic, workers = d.workers, "declared deployment");
-        manager.declare(d).await?;
-    }
     // Bind before starting anything, so a taken port fails fast and cleanly.
     let listener = match settings.http.listen.as_str() {
         "" => None,
@@ -266,66 +204,20 @@ async fn serve(settings: Settings) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("binding the HTTP API to {addr}"))?,
         ),
     };
-    manager.start_all().await;
-
-    let mut tasks = tokio::task::JoinSet::new();
-    if let Some(listener) = listener {
-        info!(address = %listener.local_addr()?, "HTTP API listening");
-        let auth = Arc::new(authenticator(&settings)?);
-        let app = router(AppState {
-            login: Arc::new(crate::http::throttle::LoginGate::new(auth.clone())),
-            auth,
-            store: store.clone(),
-            manager: manager.clone(),
-            metrics: metrics.clone(),
-            uploads: Arc::new(tokio::sync::Semaphore::new(2)),
-            max_model_bytes: settings.http.max_model_bytes,
-        });
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-            let r = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
-            r.context("HTTP server")
-        });
-    }
-    if !settings.control.socket.as_os_str().is_empty() {
-        let (path, manager, stop) = (
-            settings.control.socket.clone(),
-            manager.clone(),
-            stop.clone(),
-        );
-        tasks.spawn(async move {
-            socket::serve(&path, manager, stop)
-                .await
-                .context("control socket")
-        });
-    }
-
-    wait_for_signal().await;
-    let drain = Duration::from_millis(settings.shutdown.drain_timeout_ms);
-    info!(
-        drain_timeout_ms = drain.as_millis() as u64,
-        "shutdown requested: draining"
-    );
-    stop.cancel();
-    tokio::select! {
-        _ = manager.shutdown() => {}
-        _ = wait_for_signal() => warn!("second signal: stopping now"),
-    }
-    let mut failed = false;
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(Err(e)) = joined {
-            error!(error = %e, "server task failed");
-            failed = true;
-        }
-    }
-    info!("streamscore stopped");
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
+    // The first SIGTERM/SIGINT drains; a second one stops at once.
+    let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+    let (s, a) = (shutdown.clone(), abort.clone());
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        s.cancel();
+        wait_for_signal().await;
+        a.cancel();
+    });
+    let clean = crate::daemon::run(settings, listener, shutdown, abort).await?;
+    Ok(if clean {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 

@@ -1,20 +1,26 @@
-//! The control plane's core: the registry of deployments, their lifecycle, persistence, and
-//! model hot swaps. HTTP handlers and the control socket are thin layers over [`Manager`].
+//! The control plane's core: the registry of deployments ([`Manager`], here), their
+//! lifecycle (`lifecycle.rs`), persistence (`persist.rs`), model hot swaps (`models.rs`),
+//! API requests turned into deployments (`validate.rs`) and pre-flight checks
+//! (`preflight.rs`). HTTP handlers and the control socket are thin layers over [`Manager`].
 //!
 //! Lifecycle: `INITIALIZING` (pre-flight: brokers reachable, topics exist, model loaded) →
 //! `RUNNING`; a stop drains and commits → `STOPPED`; anything that prevents running →
 //! `FAILED` with a reason. The operator's wish (`RUNNING`/`STOPPED`) is persisted, so a
 //! restart brings every deployment back in the state it was left in.
 
+mod lifecycle;
+mod models;
+mod persist;
+mod preflight;
 pub mod record;
 pub mod socket;
+mod validate;
 
-use crate::config::{BatchConfig, CommitConfig, DeploymentConfig, InputConfig, OutputConfig};
-use crate::input::InputFormat;
+use crate::config::{BatchConfig, CommitConfig, DeploymentConfig};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelHandle};
-use crate::store::{write_atomically_with_mode, ModelStore, StoreError, VersionInfo};
-use crate::stream::{run_deployment, ServingModel, Stats, StatsSnapshot, StopHandles};
+use crate::store::{ModelStore, StoreError, VersionInfo};
+use crate::stream::{ServingModel, Stats, StatsSnapshot, StopHandles};
 use chrono::Utc;
 use record::{CreateRequest, DeploymentRecord, Desired, Origin};
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 /// Why a control operation was refused.
 #[derive(Debug, thiserror::Error)]
@@ -168,35 +174,7 @@ impl Manager {
         settings: ControlSettings,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Manager>, ControlError> {
-        let dir = settings.state_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| ControlError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let mut entries = BTreeMap::new();
-        for f in std::fs::read_dir(&dir)
-            .map_err(|source| ControlError::Io {
-                path: dir.clone(),
-                source,
-            })?
-            .flatten()
-        {
-            let path = f.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            match std::fs::read(&path).map(|b| serde_json::from_slice::<DeploymentRecord>(&b)) {
-                Ok(Ok(record)) => {
-                    entries.insert(record.guid.clone(), Entry::new(record, None));
-                }
-                Ok(Err(e)) => {
-                    warn!(file = %path.display(), error = %e, "skipping unreadable deployment record")
-                }
-                Err(e) => {
-                    warn!(file = %path.display(), error = %e, "skipping unreadable deployment record")
-                }
-            }
-        }
+        let entries = persist::load_records(&settings.state_dir)?;
         Ok(Arc::new(Manager {
             entries: tokio::sync::Mutex::new(entries),
             models: Mutex::new(HashMap::new()),
@@ -280,7 +258,7 @@ impl Manager {
         published_model_id: &str,
         req: CreateRequest,
     ) -> Result<View, ControlError> {
-        validate_create(&req)?;
+        validate::validate_create(&req)?;
         let s = &self.settings;
         if req.name.chars().count() > s.max_name_chars {
             return Err(ControlError::Invalid(format!(
@@ -430,34 +408,6 @@ impl Manager {
         }
     }
 
-    fn swap_handle(&self, info: &VersionInfo, model: Model) {
-        let serving = Arc::new(ServingModel {
-            model,
-            context_id: info.context_id.clone(),
-            version: info.version.to_string(),
-        });
-        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        match models.get(&info.context_id) {
-            // Concurrent uploads finish in any order: never put an older version back.
-            Some(h)
-                if h.current()
-                    .version
-                    .parse::<u64>()
-                    .is_ok_and(|v| v >= info.version) =>
-            {
-                info!(context_id = %info.context_id, serving = %h.current().version, stale = info.version, "model version older than the one serving: not swapped");
-            }
-            Some(h) => {
-                let old = h.swap(serving);
-                self.metrics.model_swapped(&info.context_id);
-                info!(context_id = %info.context_id, from = %old.version, to = info.version, "model swapped");
-            }
-            None => {
-                models.insert(info.context_id.clone(), Arc::new(ModelHandle::new(serving)));
-            }
-        }
-    }
-
     /// Stops every running deployment (draining), leaving desired states as they are so the
     /// next start resumes them.
     pub async fn shutdown(&self) {
@@ -466,146 +416,6 @@ impl Manager {
             entries.values_mut().filter_map(|e| e.run.take()).collect()
         };
         futures::future::join_all(runs.into_iter().map(|r| self.drain(r))).await;
-    }
-
-    async fn drain(&self, mut run: Run) {
-        run.handles.stop.cancel();
-        if tokio::time::timeout(self.settings.drain_timeout, &mut run.task)
-            .await
-            .is_err()
-        {
-            warn!("drain timeout reached: abandoning in-flight records uncommitted");
-            run.handles.abort.cancel();
-            let _ = run.task.await;
-        }
-    }
-
-    fn record_path(&self, guid: &str) -> PathBuf {
-        self.settings.state_dir.join(format!("{guid}.json"))
-    }
-
-    fn persist(&self, r: &DeploymentRecord) -> Result<(), ControlError> {
-        let path = self.record_path(&r.guid);
-        let bytes = serde_json::to_vec_pretty(r).unwrap_or_default();
-        // The record holds Kafka credentials: owner-only.
-        write_atomically_with_mode(&path, &bytes, 0o600)
-            .map_err(|source| ControlError::Io { path, source })
-    }
-
-    /// The model handle for a context id, loading the newest stored version on first use.
-    fn model_for(&self, context_id: &str) -> Result<Arc<ModelHandle<ServingModel>>, String> {
-        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = models.get(context_id) {
-            return Ok(h.clone());
-        }
-        let (info, model) = self
-            .store
-            .load_latest(context_id)
-            .map_err(|e| format!("unknown model: {e}"))?;
-        let h = Arc::new(ModelHandle::new(Arc::new(ServingModel {
-            model,
-            context_id: context_id.to_owned(),
-            version: info.version.to_string(),
-        })));
-        models.insert(context_id.to_owned(), h.clone());
-        Ok(h)
-    }
-
-    /// What the data plane runs for an entry.
-    fn deployment_config(&self, e: &Entry) -> DeploymentConfig {
-        match &e.declared {
-            Some(d) => d.clone(),
-            None => self.api_deployment_config(&e.record),
-        }
-    }
-
-    /// The data-plane settings of a deployment created over the API.
-    fn api_deployment_config(&self, r: &DeploymentRecord) -> DeploymentConfig {
-        DeploymentConfig {
-            name: r.guid.clone(),
-            model: None,
-            input: InputConfig {
-                bootstrap_servers: r.input.connection.kafka_brokers_sasl.join(","),
-                topic: r.input.source.topic.clone(),
-                format: InputFormat::Json,
-                text_field: "text".into(),
-                max_record_bytes: 512 * 1024,
-                kafka: sasl(&r.input.connection),
-            },
-            output: OutputConfig {
-                topic: r.output.target.topic.clone(),
-                dlq_topic: None,
-                bootstrap_servers: Some(r.output.connection.kafka_brokers_sasl.join(",")),
-                max_message_bytes: OutputConfig::DEFAULT_MAX_MESSAGE_BYTES,
-                kafka: sasl(&r.output.connection),
-            },
-            group_id: Some(format!("streamscore-{}", r.guid)),
-            workers: self.settings.workers,
-            batch: self.settings.batch,
-            kafka: self.settings.kafka.clone(),
-            delivery: r.delivery,
-            start_from: r.start_from,
-            commit: self.settings.commit,
-            stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
-        }
-    }
-
-    fn start_entry(self: &Arc<Self>, e: &mut Entry) {
-        set(&e.status, Status::Initializing);
-        let model = match &e.declared {
-            Some(d) => match crate::cli::load_model(d.model.as_deref()) {
-                Ok(m) => Ok(e.model.clone().unwrap_or_else(|| {
-                    Arc::new(ModelHandle::new(Arc::new(ServingModel {
-                        context_id: m.metadata().name.clone(),
-                        version: m.version().to_owned(),
-                        model: m,
-                    })))
-                })),
-                Err(err) => Err(format!("unknown model: {err:#}")),
-            },
-            None => self.model_for(&e.record.published_model_id),
-        };
-        let model = match model {
-            Ok(m) => m,
-            Err(reason) => {
-                warn!(deployment = %e.record.guid, %reason, "deployment failed");
-                set(&e.status, Status::Failed(reason));
-                return;
-            }
-        };
-        e.model = Some(model.clone());
-        let config = Arc::new(self.deployment_config(e));
-        let handles = StopHandles::default();
-        let status = e.status.clone();
-        e.stats = Arc::new(Stats::new(self.metrics.deployment(&e.record.guid)));
-        let stats = e.stats.clone();
-        let id = e.record.guid.clone();
-        let h = handles.clone();
-        let task = tokio::spawn(async move {
-            // Unreachable brokers or missing topics: report FAILED with the reason and keep
-            // retrying (backing off to 30 s) until they answer or the deployment is stopped.
-            let mut backoff = Duration::from_secs(1);
-            loop {
-                let attempt = tokio::select! {
-                    r = preflight(&config) => r,
-                    _ = h.stop.cancelled() => { set(&status, Status::Stopped); return; }
-                };
-                let Err(reason) = attempt else { break };
-                warn!(deployment = %id, %reason, retry_in_s = backoff.as_secs(), "deployment cannot start; retrying");
-                set(&status, Status::Failed(reason));
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = h.stop.cancelled() => { set(&status, Status::Stopped); return; }
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-            set(&status, Status::Running);
-            match run_deployment(config, &id, model, h, stats).await {
-                Ok(()) => set(&status, Status::Stopped),
-                Err(err) => set(&status, Status::Failed(err.to_string())),
-            }
-        });
-        e.run = Some(Run { handles, task });
     }
 }
 
@@ -654,93 +464,4 @@ fn find<'a>(entries: &'a BTreeMap<String, Entry>, id: &str) -> Result<&'a Entry,
         ))),
         (None, _) => Err(ControlError::NotFound(id.to_owned())),
     }
-}
-
-/// SASL_SSL + PLAIN settings when a connection carries a user and password, as in the seed.
-fn sasl(c: &record::Connection) -> BTreeMap<String, String> {
-    match (&c.user, &c.password) {
-        (Some(u), Some(p)) if !u.is_empty() => BTreeMap::from([
-            ("security.protocol".to_string(), "SASL_SSL".to_string()),
-            ("sasl.mechanisms".to_string(), "PLAIN".to_string()),
-            ("sasl.username".to_string(), u.clone()),
-            ("sasl.password".to_string(), p.clone()),
-        ]),
-        _ => BTreeMap::new(),
-    }
-}
-
-fn validate_create(r: &CreateRequest) -> Result<(), ControlError> {
-    let bad = |m: &str| Err(ControlError::Invalid(m.to_owned()));
-    if r.kind != "stream" {
-        return bad("type must be \"stream\"");
-    }
-    if r.name.trim().is_empty() {
-        return bad("name must not be empty");
-    }
-    for (what, c) in [
-        ("input", &r.input.connection),
-        ("output", &r.output.connection),
-    ] {
-        if c.kafka_brokers_sasl.is_empty()
-            || c.kafka_brokers_sasl.iter().any(|b| b.trim().is_empty())
-        {
-            return Err(ControlError::Invalid(format!(
-                "{what}.connection.kafka_brokers_sasl must list host:port brokers"
-            )));
-        }
-        if c.user.is_some() != c.password.is_some() {
-            return Err(ControlError::Invalid(format!(
-                "{what}.connection needs both user and password, or neither"
-            )));
-        }
-    }
-    if r.input.source.kind != "kafka" || r.output.target.kind != "kafka" {
-        return bad("input.source.type and output.target.type must be \"kafka\"");
-    }
-    if r.input.source.topic.trim().is_empty() || r.output.target.topic.trim().is_empty() {
-        return bad("input.source.topic and output.target.topic must not be empty");
-    }
-    if r.input.source.topic == r.output.target.topic
-        && r.input.connection.kafka_brokers_sasl == r.output.connection.kafka_brokers_sasl
-    {
-        return bad("output.target.topic must differ from input.source.topic");
-    }
-    Ok(())
-}
-
-/// Checks, before consuming, that the brokers answer and both topics exist.
-async fn preflight(config: &DeploymentConfig) -> Result<(), String> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let mut c = crate::stream::kafka::consumer_config(config, 0);
-    // A metadata probe only: without a group id it never touches the consumer group.
-    c.remove("group.id");
-    let input = config.input.topic.clone();
-    // The output and dead-letter topics are checked only when they live on the input's
-    // cluster.
-    let same_cluster = config.output_servers() == config.input.bootstrap_servers;
-    let outputs: Vec<String> = if same_cluster {
-        vec![config.output.topic.clone(), config.dlq_topic()]
-    } else {
-        Vec::new()
-    };
-    let outcome = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        let consumer: BaseConsumer = c
-            .create()
-            .map_err(|e| format!("invalid Kafka settings: {e}"))?;
-        let md = consumer
-            .fetch_metadata(None, Duration::from_secs(5))
-            .map_err(|e| format!("brokers unreachable: {e}"))?;
-        for t in std::iter::once(&input).chain(&outputs) {
-            let found = md
-                .topics()
-                .iter()
-                .any(|m| m.name() == t.as_str() && !m.partitions().is_empty());
-            if !found {
-                return Err(format!("topic {t:?} does not exist"));
-            }
-        }
-        Ok(())
-    })
-    .await;
-    outcome.map_err(|e| e.to_string())?
 }

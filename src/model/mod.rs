@@ -9,6 +9,9 @@ mod format;
 mod meta;
 
 pub use format::{ModelFileError, FORMAT_VERSION, MAGIC};
+
+/// The shipped default model, embedded at build time from `models/sentiment-en.model`.
+pub static DEFAULT_MODEL: &[u8] = include_bytes!("../../models/sentiment-en.model");
 pub use meta::{Calibration, Evaluation, Metadata, TrainingFile};
 
 use crate::features::{FeatureHasher, FeatureSettings};
@@ -142,6 +145,14 @@ impl Model {
     /// Decodes and validates a model file's bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Model, ModelFileError> {
         format::decode(bytes)
+    }
+
+    /// The model at `path`, or the shipped default model (embedded in the binary) without one.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Model, ModelFileError> {
+        match path {
+            Some(p) => Model::load(p),
+            None => Model::from_bytes(DEFAULT_MODEL),
+        }
     }
 
     /// Reads, decodes and validates the model file at `path`.

@@ -272,7 +272,7 @@ mod tests {
 
     fn serving() -> ServingModel {
         ServingModel {
-            model: Model::from_bytes(crate::cli::DEFAULT_MODEL).unwrap(),
+            model: Model::from_bytes(crate::model::DEFAULT_MODEL).unwrap(),
             context_id: "sentiment".into(),
             version: "3".into(),
         }

@@ -306,3 +306,41 @@ fn readiness_follows_deployments_and_prometheus_scrapes_the_metrics() {
     drop(prometheus);
     api.stop();
 }
+
+#[test]
+fn the_daemon_runs_in_process_and_stops_on_its_token() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let mut settings = streamscore::config::Settings::load(None).unwrap();
+        settings.state.dir = dir.path().join("state");
+        settings.control.socket = dir.path().join("ctl.sock");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, abort) = (
+            tokio_util::sync::CancellationToken::new(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        let daemon = tokio::spawn(streamscore::daemon::run(
+            settings,
+            Some(listener),
+            shutdown.clone(),
+            abort,
+        ));
+        let live = reqwest::get(format!("{base}/health/live")).await.unwrap();
+        assert_eq!(live.status(), 200);
+        assert_eq!(ready(&base).await.0, 200);
+        assert!(
+            dir.path().join("ctl.sock").exists(),
+            "control socket served"
+        );
+        shutdown.cancel();
+        let clean = tokio::time::timeout(Duration::from_secs(30), daemon)
+            .await
+            .expect("stops within 30 s")
+            .unwrap()
+            .unwrap();
+        assert!(clean);
+        assert!(reqwest::get(format!("{base}/health/live")).await.is_err());
+    });
+}
