@@ -37,6 +37,9 @@ pub struct RunArgs {
     /// Model file (default: the embedded shipped model).
     #[arg(long, env = "STREAMSCORE_MODEL")]
     model: Option<PathBuf>,
+    /// Model-store context id whose uploads hot-swap the flag-defined deployment.
+    #[arg(long)]
+    context_id: Option<String>,
     /// Name of the flag-defined deployment.
     #[arg(long, env = "STREAMSCORE_NAME", default_value = "default")]
     name: String,
@@ -111,6 +114,7 @@ impl RunArgs {
         let d = DeploymentConfig {
             name: self.name.clone(),
             model: self.model.clone(),
+            context_id: self.context_id.clone(),
             input: InputConfig {
                 bootstrap_servers: self.brokers.clone(),
                 topic: input.clone(),

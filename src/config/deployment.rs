@@ -14,6 +14,11 @@ pub struct DeploymentConfig {
     /// Model file; the embedded shipped model when absent.
     #[serde(default)]
     pub model: Option<PathBuf>,
+    /// Model-store context id: models uploaded under it (`PUT /pm/v1/model/{context_id}`)
+    /// hot-swap into this deployment, and its newest stored version is served at start when
+    /// there is one (else `model`).
+    #[serde(default)]
+    pub context_id: Option<String>,
     /// Input topic and how to read its records.
     pub input: InputConfig,
     /// Output and dead-letter topics.
@@ -361,6 +366,11 @@ impl DeploymentConfig {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return bad("name", "may only hold letters, digits, '-', '_' and '.'");
+        }
+        if let Some(ctx) = &self.context_id {
+            if let Err(e) = crate::store::validate_context_id(ctx) {
+                return Err(InvalidSetting::new("context_id", e.to_string()));
+            }
         }
         if self.input.bootstrap_servers.trim().is_empty() {
             return bad("input.bootstrap_servers", "must not be empty");

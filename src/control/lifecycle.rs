@@ -25,6 +25,7 @@ impl Manager {
     pub(super) fn start_entry(self: &Arc<Self>, e: &mut Entry) {
         set(&e.status, Status::Initializing);
         let model = match &e.declared {
+            Some(d) if d.context_id.is_some() => self.declared_model(d),
             Some(d) => match crate::model::Model::load_or_default(d.model.as_deref()) {
                 Ok(m) => Ok(e.model.clone().unwrap_or_else(|| {
                     Arc::new(ModelHandle::new(Arc::new(ServingModel {

@@ -203,11 +203,12 @@ impl Manager {
         let record = DeploymentRecord {
             guid: d.name.clone(),
             instance_id: "local".into(),
-            published_model_id: d
-                .model
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "default".into()),
+            published_model_id: d.context_id.clone().unwrap_or_else(|| {
+                d.model
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "default".into())
+            }),
             name: d.name.clone(),
             description: "declared in configuration".into(),
             input: record::Input {

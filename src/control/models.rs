@@ -2,6 +2,7 @@
 //! first use, swapped in place when a newer version is uploaded.
 
 use super::Manager;
+use crate::config::DeploymentConfig;
 use crate::model::{Model, ModelHandle};
 use crate::store::{StoreError, VersionInfo};
 use crate::stream::ServingModel;
@@ -35,6 +36,30 @@ impl Manager {
                 models.insert(info.context_id.clone(), Arc::new(ModelHandle::new(serving)));
             }
         }
+    }
+
+    /// The model of a declared deployment with a `context_id`: the newest version stored under
+    /// it, else its `model` file (or the built-in model), registered under the context id so
+    /// that uploads swap it.
+    pub(super) fn declared_model(
+        &self,
+        d: &DeploymentConfig,
+    ) -> Result<Arc<ModelHandle<ServingModel>>, String> {
+        let ctx = d.context_id.as_deref().unwrap_or_default();
+        if let Ok(h) = self.model_for(ctx) {
+            return Ok(h);
+        }
+        let m = Model::load_or_default(d.model.as_deref())
+            .map_err(|err| format!("unknown model: {err}"))?;
+        let mut models = self.models.lock().unwrap_or_else(|p| p.into_inner());
+        let h = models.entry(ctx.to_owned()).or_insert_with(|| {
+            Arc::new(ModelHandle::new(Arc::new(ServingModel {
+                context_id: ctx.to_owned(),
+                version: m.version().to_owned(),
+                model: m,
+            })))
+        });
+        Ok(h.clone())
     }
 
     /// The model handle for a context id, loading the newest stored version on first use.

@@ -21,6 +21,8 @@ impl Manager {
         DeploymentConfig {
             name: r.guid.clone(),
             model: None,
+            // Its model comes from the store under `published_model_id` (see `model_for`).
+            context_id: None,
             input: InputConfig {
                 bootstrap_servers: r.input.connection.kafka_brokers_sasl.join(","),
                 topic: r.input.source.topic.clone(),

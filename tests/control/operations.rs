@@ -344,3 +344,75 @@ fn the_daemon_runs_in_process_and_stops_on_its_token() {
         assert!(reqwest::get(format!("{base}/health/live")).await.is_err());
     });
 }
+
+#[test]
+fn uploads_hot_swap_a_declared_deployment_that_names_a_context_id() {
+    let rt = rt();
+    let broker = setup_broker(&rt);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("declared.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[deployments]]\nname = \"decl\"\ncontext_id = \"ctx\"\nworkers = 1\n\
+             [deployments.input]\nbootstrap_servers = \"{}\"\ntopic = \"in\"\n\
+             [deployments.output]\ntopic = \"out\"\n\
+             [deployments.kafka]\n\"session.timeout.ms\" = \"6000\"\n",
+            broker.addr
+        ),
+    )
+    .unwrap();
+    let mut settings = streamscore::config::Settings::load(Some(&config)).unwrap();
+    settings.state.dir = dir.path().join("state");
+    settings.control.socket = dir.path().join("ctl.sock");
+    settings.auth.access_keys = vec![ACCESS_KEY.into()];
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let daemon = tokio::spawn(streamscore::daemon::run(
+            settings,
+            Some(listener),
+            shutdown.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        ));
+        let version_of_decl = || async {
+            let text = reqwest::get(format!("{base}/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find(|l| {
+                    l.starts_with("streamscore_model_info{context_id=\"ctx\",deployment=\"decl\"")
+                })
+                .and_then(|l| l.split("version=\"").nth(1))
+                .map(|v| v.split('"').next().unwrap_or_default().to_owned())
+        };
+        let start = Instant::now();
+        let built_in = loop {
+            if let Some(v) = version_of_decl().await {
+                break v;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no model_info for decl"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_ne!(built_in, "1", "the built-in model serves first");
+        let model = std::fs::read(MODEL).unwrap();
+        assert_eq!(
+            upload(&base, "ctx", ACCESS_KEY, "new.model", model).await["flag"],
+            true
+        );
+        assert_eq!(
+            version_of_decl().await.as_deref(),
+            Some("1"),
+            "the upload swapped the declared deployment's model"
+        );
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(60), daemon).await;
+    });
+}
