@@ -1,8 +1,8 @@
 //! Faults of the data plane: exactly-once through crashes, dead letters too large for the
 //! producer, a missing dead-letter topic, and an output broker frozen past the producer's
-//! message timeout.
+//! message timeout, and the broker itself killed and restarted (durable storage).
 
-use crate::harness::{tweets, wait_until, Broker, Daemon, DaemonArgs};
+use crate::harness::{self, tweets, wait_until, Broker, Daemon, DaemonArgs, S3Server};
 use crate::{args, coverage, input_offsets, setup, wait_for_outputs, N, PARTITIONS};
 use rdkafka::producer::{FutureRecord, Producer};
 use sha2::{Digest, Sha256};
@@ -284,4 +284,72 @@ fn a_second_instance_joining_under_load_loses_nothing() {
 #[test]
 fn cooperative_sticky_rebalances_lose_nothing() {
     join_under_load("cooperative-sticky");
+}
+
+#[test]
+fn broker_kill_9_and_restart_under_load_loses_nothing() {
+    // tansu on S3 storage (a local moto server): its records survive kill -9.
+    let s3 = S3Server::start();
+    let mut broker = Broker::start_durable(&s3);
+    let rt = harness::rt();
+    let n = N / 4;
+    let all = tweets(n);
+    rt.block_on(async {
+        for t in ["in", "out", "out.dlq"] {
+            broker.create_topic(t, PARTITIONS).await;
+        }
+        broker.produce("in", &all[..n / 2]).await;
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let bounded = DaemonArgs {
+        extra: &["--commit-max-records", "500", "--max-in-flight", "1000"],
+        ..args(&broker, "a", dir.path())
+    };
+    let mut d = Daemon::start(&bounded);
+    wait_for_outputs(&broker, n / 10, &d);
+
+    // The second half arrives while the broker is killed and restarted: the test's producer
+    // and the daemon both ride through it.
+    let producer = broker.producer();
+    let rest = all[n / 2..].to_vec();
+    let feed = rt.spawn(async move {
+        for chunk in rest.chunks(100) {
+            let sends = chunk.iter().map(|(k, v)| {
+                producer.send(
+                    FutureRecord::to("in").key(k).payload(v),
+                    Duration::from_secs(120),
+                )
+            });
+            for r in futures::future::join_all(sends).await {
+                r.map_err(|(e, _)| e).expect("input produced");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    broker.kill_and_restart(&s3);
+    rt.block_on(feed).unwrap();
+    let inputs = input_offsets(&broker, n);
+    wait_until(
+        Duration::from_secs(240),
+        || d.log_text(),
+        || coverage(&broker, &inputs, Duration::from_millis(700)).missing == 0,
+    );
+    let log = d.log_text();
+    d.signal("-TERM");
+    assert_eq!(d.wait(Duration::from_secs(60)), Some(0), "{log}");
+    let c = coverage(&broker, &inputs, Duration::from_secs(1));
+    let bound = 2 * (500 + 1000);
+    eprintln!(
+        "broker kill -9: {} outputs for {n} inputs, {} duplicates, {} missing",
+        c.outputs.len(),
+        c.duplicates,
+        c.missing
+    );
+    assert_eq!(c.missing, 0);
+    assert!(
+        c.duplicates <= bound,
+        "{} duplicates, over {bound}",
+        c.duplicates
+    );
 }

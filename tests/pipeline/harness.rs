@@ -32,6 +32,83 @@ fn tansu_bin() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// A tansu process listening on `addr`, with memory storage, or S3 storage on `s3`.
+fn spawn_tansu(addr: &str, s3: Option<&S3Server>) -> Child {
+    let url = format!("tcp://{addr}");
+    let mut cmd = Command::new(tansu_bin());
+    cmd.args([
+        "broker",
+        "--listener-url",
+        &url,
+        "--advertised-listener-url",
+        &url,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    match s3 {
+        None => cmd.args(["--storage-engine", "memory://tansu/"]),
+        Some(s3) => cmd
+            .args(["--storage-engine", "s3://tansu/"])
+            .env("AWS_ENDPOINT", &s3.url)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1"),
+    };
+    let child = cmd.spawn().expect("start tansu");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
+/// A local S3 server (`moto_server`, from `pip install "moto[server]"`) with a `tansu`
+/// bucket, killed on drop.
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server (pip install \"moto[server]\"; .ci/run installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Create the bucket (moto does not check signatures).
+        loop {
+            let created = std::process::Command::new("curl")
+                .args(["-sf", "-X", "PUT", &format!("{url}/tansu")])
+                .status()
+                .is_ok_and(|s| s.success());
+            if created {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start on {url}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        S3Server { child, url }
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `kill SIG PID`.
 fn send_signal(pid: u32, sig: &str) {
     let ok = Command::new("kill")
@@ -58,28 +135,24 @@ pub struct Broker {
 
 impl Broker {
     pub fn start() -> Broker {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{addr}");
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = spawn_tansu(&addr, None);
         Broker { child, addr }
+    }
+
+    /// A broker whose records survive `kill -9`: tansu's S3 storage on `s3`, a local S3
+    /// server ([`S3Server`]).
+    pub fn start_durable(s3: &S3Server) -> Broker {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = spawn_tansu(&addr, Some(s3));
+        Broker { child, addr }
+    }
+
+    /// Kills the broker with SIGKILL and starts it again on the same address and storage.
+    pub fn kill_and_restart(&mut self, s3: &S3Server) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_tansu(&self.addr, Some(s3));
     }
 
     /// Sends `sig` (e.g. `-STOP`, `-CONT`) to the broker process.
