@@ -8,6 +8,7 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use subtle::ConstantTimeEq;
@@ -42,7 +43,7 @@ struct Claims {
 
 /// Everything needed to check credentials and issue tokens.
 pub struct Authenticator {
-    access_keys: Vec<String>,
+    access_keys: Vec<SecretString>,
     users: BTreeMap<String, String>,
     encoding: EncodingKey,
     decoding: DecodingKey,
@@ -77,7 +78,11 @@ impl Authenticator {
             signing_key.to_vec()
         };
         Authenticator {
-            access_keys: access_keys.into_iter().filter(|k| !k.is_empty()).collect(),
+            access_keys: access_keys
+                .into_iter()
+                .filter(|k| !k.is_empty())
+                .map(SecretString::from)
+                .collect(),
             users,
             encoding: EncodingKey::from_secret(&key),
             decoding: DecodingKey::from_secret(&key),
@@ -91,7 +96,7 @@ impl Authenticator {
         let mut ok = subtle::Choice::from(0);
         for k in &self.access_keys {
             // Lengths leak through `ct_eq` on slices of different length; that is acceptable.
-            ok |= k.as_bytes().ct_eq(key.as_bytes());
+            ok |= k.expose_secret().as_bytes().ct_eq(key.as_bytes());
         }
         if bool::from(ok) {
             Ok(())

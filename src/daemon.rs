@@ -9,6 +9,7 @@ use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::store::ModelStore;
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -25,13 +26,17 @@ fn read_secret(path: &std::path::Path) -> anyhow::Result<String> {
 
 pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     let a = &settings.auth;
-    let mut keys = a.access_keys.clone();
+    let mut keys: Vec<String> = a
+        .access_keys
+        .iter()
+        .map(|k| k.expose_secret().to_owned())
+        .collect();
     if let Some(f) = &a.access_keys_file {
         keys.extend(read_secret(f)?.lines().map(|l| l.trim().to_owned()));
     }
     let signing = match &a.signing_key_file {
         Some(f) => read_secret(f)?,
-        None => a.signing_key.clone(),
+        None => a.signing_key.expose_secret().to_owned(),
     };
     if signing.is_empty() {
         warn!("no auth.signing_key: tokens are signed with a random key and die with this process");

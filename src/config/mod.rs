@@ -9,6 +9,7 @@ pub use deployment::{
 };
 
 use config::{Config, Environment, File, FileFormat};
+use secrecy::SecretString;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -32,7 +33,7 @@ pub enum ConfigError {
 }
 
 /// Validated settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Logging.
@@ -118,36 +119,32 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-/// Credentials. Secrets belong in the environment or in files, never in the repository.
-#[derive(Clone, PartialEq, Deserialize)]
+/// Credentials. Secrets belong in the environment or in files, never in the repository; they
+/// are held as [`SecretString`]s, which never print (`Debug` shows `[REDACTED]`).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// Model-API access keys (`STREAMSCORE__AUTH__ACCESS_KEYS=k1,k2`).
-    #[serde(deserialize_with = "list_or_comma_separated")]
-    pub access_keys: Vec<String>,
+    #[serde(deserialize_with = "secrets_list")]
+    pub access_keys: Vec<SecretString>,
     /// File with more access keys, one per line.
     pub access_keys_file: Option<std::path::PathBuf>,
     /// Users allowed to get tokens: name → Argon2 PHC hash (`streamscore hash-password`).
     pub users: std::collections::BTreeMap<String, String>,
     /// Token signing key; empty draws a random one per process start.
-    pub signing_key: String,
+    pub signing_key: SecretString,
     /// File holding the token signing key.
     pub signing_key_file: Option<std::path::PathBuf>,
     /// Token lifetime in seconds.
     pub token_ttl_s: u64,
 }
 
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field(
-                "access_keys",
-                &format_args!("[{} redacted]", self.access_keys.len()),
-            )
-            .field("users", &self.users.keys().collect::<Vec<_>>())
-            .field("token_ttl_s", &self.token_ttl_s)
-            .finish_non_exhaustive()
-    }
+/// [`list_or_comma_separated`], each item a secret.
+fn secrets_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SecretString>, D::Error> {
+    Ok(list_or_comma_separated(d)?
+        .into_iter()
+        .map(SecretString::from)
+        .collect())
 }
 
 /// Control socket and defaults of deployments created over the API.

@@ -2,24 +2,41 @@
 
 use crate::config::{Delivery, StartFrom};
 use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A Kafka connection as the seed sends it. Unknown fields (`kafka_admin_url`, `api_key`, …)
 /// are kept and echoed back redacted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connection {
     /// Bootstrap servers.
     pub kafka_brokers_sasl: Vec<String>,
     /// SASL user; with `password`, the connection is SASL_SSL (PLAIN).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// SASL password. Never returned by the API.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
+    /// SASL password. Never returned by the API, never printed; written only to the
+    /// deployment's record on disk (mode 0600).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "expose_password"
+    )]
+    pub password: Option<SecretString>,
     /// Everything else the client sent.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// Writes a password in the persisted record (the API redacts it: see [`redact`]).
+fn expose_password<S: serde::Serializer>(
+    p: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_some(p.expose_secret()),
+        None => s.serialize_none(),
+    }
 }
 
 /// A topic reference (`source` or `target`).
@@ -34,7 +51,7 @@ pub struct TopicRef {
 }
 
 /// The `input` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Input {
     /// Where to connect.
     pub connection: Connection,
@@ -43,7 +60,7 @@ pub struct Input {
 }
 
 /// The `output` block.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Output {
     /// Where to connect.
     pub connection: Connection,
@@ -95,7 +112,7 @@ pub enum Origin {
 }
 
 /// A deployment as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     /// Deployment id.
     pub guid: String,

@@ -5,6 +5,7 @@ use super::record::{self, CreateRequest, DeploymentRecord};
 use super::{ControlError, Entry, Manager};
 use crate::config::{DeploymentConfig, InputConfig, OutputConfig};
 use crate::input::InputFormat;
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 
 impl Manager {
@@ -57,7 +58,7 @@ pub(super) fn sasl(c: &record::Connection) -> BTreeMap<String, String> {
             ("security.protocol".to_string(), "SASL_SSL".to_string()),
             ("sasl.mechanisms".to_string(), "PLAIN".to_string()),
             ("sasl.username".to_string(), u.clone()),
-            ("sasl.password".to_string(), p.clone()),
+            ("sasl.password".to_string(), p.expose_secret().to_owned()),
         ]),
         _ => BTreeMap::new(),
     }
