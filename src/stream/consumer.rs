@@ -212,6 +212,14 @@ impl IntakeContext {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 debug!(worker = %self.label, error = %e, "commit on revoke");
             }
+        } else if !clean {
+            // The open transaction holds outputs of partitions the next owner will read again
+            // from the last committed offsets: abort it (the fault makes the scorer abort and
+            // the worker rewind what it keeps) rather than let it commit late.
+            self.acker.raise(
+                self.acker.epoch(),
+                Fault::Retry("partitions revoked before their transaction committed".into()),
+            );
         }
         self.acker.forget(revoked);
         info!(worker = %self.label, partitions = ?revoked, all_delivered = clean, "partitions revoked");

@@ -379,7 +379,7 @@ fn seed_requests_work_unchanged() {
             patch_status(&base, &tok, &id, "RUNNING").await.status(),
             204
         );
-        wait_status(&base, &tok, &id, "RUNNING").await;
+        wait_status(&base, &tok, &id, RUNNING_OR_ASSIGNING).await;
         assert_eq!(patch_status(&base, &tok, &id, "PAUSED").await.status(), 400);
 
         let r = reqwest::Client::new()
