@@ -99,7 +99,9 @@ pub fn router(state: AppState) -> Router {
                 "this route does not answer that method",
             )
         })
-        .route_layer(axum::middleware::from_fn_with_state(
+        // `layer`, not `route_layer`: unmatched paths (404s, scans) are counted too, under
+        // route="unmatched".
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))

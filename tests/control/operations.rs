@@ -239,6 +239,18 @@ fn readiness_follows_deployments_and_prometheus_scrapes_the_metrics() {
         prometheus
             .wait_for("process_resident_memory_bytes", 1, 0.0)
             .await;
+        // Unmatched paths are counted under one label, never by their raw path.
+        let r = reqwest::get(format!("{base}/no/such/path/x1"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        prometheus
+            .wait_for(
+                "streamscore_http_requests_total{route=\"unmatched\",status=\"404\"}",
+                1,
+                0.0,
+            )
+            .await;
 
         // promtool accepts the exposition.
         let text = reqwest::get(format!("{base}/metrics"))
@@ -269,7 +281,7 @@ fn readiness_follows_deployments_and_prometheus_scrapes_the_metrics() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
-            !text.contains("/v3/wml_instances/inst-1"),
+            !text.contains("/v3/wml_instances/inst-1") && !text.contains("/no/such/path"),
             "raw paths stay out of labels"
         );
 
