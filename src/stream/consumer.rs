@@ -209,9 +209,7 @@ impl IntakeContext {
                 self.acker.take_to_store(),
                 &self.label,
             );
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
-                debug!(worker = %self.label, error = %e, "commit on revoke");
-            }
+            commit_before_handing_over(consumer, &self.label);
         } else if !clean {
             // The open transaction holds outputs of partitions the next owner will read again
             // from the last committed offsets: abort it (the fault makes the scorer abort and
@@ -223,6 +221,22 @@ impl IntakeContext {
         }
         self.acker.forget(revoked);
         info!(worker = %self.label, partitions = ?revoked, all_delivered = clean, "partitions revoked");
+    }
+}
+
+/// Commits what was stored before revoked partitions go, retrying a refused commit twice:
+/// what a failed commit leaves uncommitted, the next owner reads again.
+fn commit_before_handing_over(consumer: &KafkaConsumer, label: &str) {
+    for attempt in 1..=3u64 {
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => return,
+            // Nothing stored since the last commit: nothing to do.
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => return,
+            Err(e) => {
+                warn!(worker = %label, error = %e, attempt, "commit before a revoke failed (records since the last commit will be read again by the next owner)");
+                std::thread::sleep(Duration::from_millis(100 * attempt));
+            }
+        }
     }
 }
 
