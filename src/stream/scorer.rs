@@ -58,6 +58,9 @@ pub struct Scorer {
     pub abort: CancellationToken,
     /// The consumer has finished: end once the channel is empty.
     pub finished: CancellationToken,
+    /// Cancelled once the first producer exists (for exactly-once: its transactions are
+    /// initialised, so this instance's earlier transactions are complete).
+    pub producer_ready: CancellationToken,
 }
 
 impl Scorer {
@@ -65,7 +68,9 @@ impl Scorer {
     /// deliveries) or the worker is aborted.
     pub fn run(self) -> Result<(), StreamError> {
         let stop = || self.abort.is_cancelled();
-        let mut sink = self.sink(self.acker.epoch())?;
+        let first = self.sink(self.acker.epoch());
+        self.producer_ready.cancel();
+        let mut sink = first?;
         let mut txn = self
             .transactional
             .as_ref()

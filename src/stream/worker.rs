@@ -16,6 +16,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+/// Longest a worker waits for its transactional producer before subscribing.
+const PRODUCER_READY_WAIT: Duration = Duration::from_secs(30);
+
 /// Batches that may wait for the scorer besides the one it scores: one prefetched batch, as
 /// in text-embeddings-inference's batching queue, plus one so the consumer rarely waits.
 const SCORER_QUEUE: usize = 2;
@@ -61,11 +64,11 @@ impl Worker {
         let context = consumer::context(&settings, acker.clone(), batches_tx, self.stats.clone());
         let consumer: Arc<KafkaConsumer> =
             Arc::new(consumer_config(cfg, self.index).create_with_context(context)?);
-        consumer.subscribe(&[&settings.topic])?;
         info!(worker = %label, topic = %settings.topic, group = %cfg.group_id(), delivery = ?cfg.delivery, "consumer started");
 
         // A local abort, so a failed worker stops its own scorer at once.
         let abort = self.abort.child_token();
+        let producer_ready = CancellationToken::new();
         let finished = CancellationToken::new();
         let scorer = Scorer {
             label: label.clone(),
@@ -91,11 +94,21 @@ impl Worker {
             }),
             abort: abort.clone(),
             finished: finished.clone(),
+            producer_ready: producer_ready.clone(),
         };
         let scorer = std::thread::Builder::new()
             .name(format!("ss-score-{}", self.index))
             .spawn(move || scorer.run())
             .map_err(|e| StreamError::Scoring(format!("cannot start the scorer thread: {e}")))?;
+        // Exactly-once: read committed offsets only once this worker's transactional producer
+        // is initialised, which completes or aborts what a crashed predecessor left open.
+        if transactional {
+            let deadline = std::time::Instant::now() + PRODUCER_READY_WAIT;
+            while !producer_ready.is_cancelled() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        consumer.subscribe(&[&settings.topic])?;
         let result = consumer::run(
             &consumer,
             &settings,
