@@ -339,9 +339,14 @@ impl std::fmt::Debug for DeploymentMetrics {
 }
 
 impl Default for DeploymentMetrics {
-    /// Handles registered nowhere (for code paths and tests without a daemon).
+    /// Handles registered nowhere, shared by every default (the placeholder counters of a
+    /// deployment that has not started; starting it replaces them). Built once: a registry per
+    /// default would cost a registry and a process collector per deployment loaded.
     fn default() -> Self {
-        Metrics::new().deployment("none")
+        static UNREGISTERED: std::sync::OnceLock<DeploymentMetrics> = std::sync::OnceLock::new();
+        UNREGISTERED
+            .get_or_init(|| Metrics::new().deployment("none"))
+            .clone()
     }
 }
 
