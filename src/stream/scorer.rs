@@ -11,12 +11,11 @@ use super::acker::{Acker, Fault};
 use super::batcher::Batch;
 use super::producer::Sink;
 use super::record::{Encoder, ScoreContext, ServingModel};
-use super::transactions::{Cadence, Transaction};
+use super::transactions::{Cadence, GroupView, Transaction};
 use super::{Stats, StreamError};
 use crate::metrics::DeploymentMetrics;
 use crate::model::{Label, ModelHandle};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,8 +31,9 @@ const FINAL_FLUSH: Duration = Duration::from_secs(5);
 pub struct Transactional {
     /// When to commit.
     pub cadence: Cadence,
-    /// The consumer's current group metadata (sent with the offsets).
-    pub group: Box<dyn Fn() -> Option<ConsumerGroupMetadata> + Send>,
+    /// The worker's consumer: its group metadata (sent with the offsets) and what the group
+    /// has committed (read back until a transaction settles).
+    pub group: Arc<dyn GroupView>,
 }
 
 /// Everything one scorer thread needs.
@@ -177,7 +177,7 @@ impl Scorer {
         if !t.due(finishing || self.acker.commit_requested()) || self.acker.fault().is_some() {
             return;
         }
-        let result = t.commit(sink, &self.ctx.input_topic, (tx.group)(), &self.acker);
+        let result = t.commit(sink, &self.ctx.input_topic, tx.group.as_ref(), &self.acker);
         if let Err(fault) = result {
             self.acker.raise(sink.epoch(), fault);
         }

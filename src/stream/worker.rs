@@ -78,19 +78,16 @@ impl Worker {
             acker: acker.clone(),
             stats: self.stats.clone(),
             producer_config: producer_config(cfg, self.index),
-            transactional: transactional.then(|| {
-                let c = consumer.clone();
-                Transactional {
-                    cadence: Cadence {
-                        interval: Duration::from_millis(cfg.commit.transaction_interval_ms),
-                        // A transaction's records stay in flight until it commits: commit
-                        // before they would pause reading.
-                        max_records: (cfg.commit.max_records as usize)
-                            .min(cfg.batch.max_in_flight / 2)
-                            .max(1),
-                    },
-                    group: Box::new(move || c.group_metadata()),
-                }
+            transactional: transactional.then(|| Transactional {
+                cadence: Cadence {
+                    interval: Duration::from_millis(cfg.commit.transaction_interval_ms),
+                    // A transaction's records stay in flight until it commits: commit
+                    // before they would pause reading.
+                    max_records: (cfg.commit.max_records as usize)
+                        .min(cfg.batch.max_in_flight / 2)
+                        .max(1),
+                },
+                group: consumer.clone(),
             }),
             abort: abort.clone(),
             finished: finished.clone(),
