@@ -4,6 +4,7 @@
 mod faults;
 mod harness;
 mod topics;
+mod txnlog;
 
 use harness::{rt, tweets, wait_until, Broker, Daemon, DaemonArgs, Record};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -57,7 +58,7 @@ pub(crate) fn input_offsets(broker: &Broker, expect: usize) -> HashMap<(i32, i64
 }
 
 /// Outputs keyed by their source `(partition, offset)`, with how many times each appeared.
-fn outputs_by_source(records: &[Record]) -> BTreeMap<(i32, i64), usize> {
+pub(crate) fn outputs_by_source(records: &[Record]) -> BTreeMap<(i32, i64), usize> {
     let mut m = BTreeMap::new();
     for r in records {
         *m.entry(r.source()).or_insert(0) += 1;
