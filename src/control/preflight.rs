@@ -1,7 +1,11 @@
 //! Pre-flight checks before a deployment runs: the brokers answer and its topics exist.
 
 use crate::config::DeploymentConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::ClientContext;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Why a deployment cannot start yet. The message is its FAILED reason.
@@ -13,6 +17,13 @@ pub enum PreflightError {
     /// No broker answered a metadata request in time.
     #[error("brokers unreachable: {0}")]
     Unreachable(KafkaError),
+    /// The brokers refused the SASL login (wrong user or password, or a mechanism they do
+    /// not offer).
+    #[error("SASL authentication failed: {0}")]
+    Authentication(String),
+    /// The TLS handshake failed (e.g. a certificate the client does not trust).
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
     /// A topic the deployment reads or writes does not exist.
     #[error("topic {0:?} does not exist")]
     MissingTopic(String),
@@ -37,10 +48,16 @@ pub(super) async fn preflight(config: &DeploymentConfig) -> Result<(), Preflight
         Vec::new()
     };
     let outcome = tokio::task::spawn_blocking(move || -> Result<(), PreflightError> {
-        let consumer: BaseConsumer = c.create().map_err(PreflightError::Settings)?;
+        let consumer: BaseConsumer<Probe> = c
+            .create_with_context(Probe::default())
+            .map_err(PreflightError::Settings)?;
         let md = consumer
             .fetch_metadata(None, Duration::from_secs(5))
-            .map_err(PreflightError::Unreachable)?;
+            .map_err(|e| {
+                // Its log lines and error events reach the context only when polled.
+                let _ = consumer.poll(Duration::from_millis(50));
+                consumer.context().explain(e)
+            })?;
         for t in std::iter::once(&input).chain(&outputs) {
             let found = md
                 .topics()
@@ -55,3 +72,53 @@ pub(super) async fn preflight(config: &DeploymentConfig) -> Result<(), Preflight
     .await;
     outcome.map_err(|e| PreflightError::Task(e.to_string()))?
 }
+
+/// Remembers the last authentication or TLS error librdkafka reported while probing, so a
+/// failed probe says why instead of "transport failure".
+#[derive(Default)]
+struct Probe {
+    refused: Mutex<Option<PreflightError>>,
+}
+
+impl Probe {
+    fn explain(&self, e: KafkaError) -> PreflightError {
+        let refused = self.refused.lock().ok().and_then(|mut r| r.take());
+        refused.unwrap_or(PreflightError::Unreachable(e))
+    }
+}
+
+impl Probe {
+    fn note(&self, refused: PreflightError) {
+        if let Ok(mut r) = self.refused.lock() {
+            *r = Some(refused);
+        }
+    }
+}
+
+impl ClientContext for Probe {
+    // librdkafka reports a refused login or handshake as a log line (often with a transport
+    // error code: tansu, for one, just closes the connection on a PLAIN login it refuses).
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if message.contains("SASL") {
+            self.note(PreflightError::Authentication(message.to_owned()));
+        } else if message.contains("SSL handshake failed")
+            || message.contains("certificate verify failed")
+        {
+            self.note(PreflightError::Tls(message.to_owned()));
+        } else {
+            tracing::debug!(?level, fac, message, "librdkafka (pre-flight)");
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::Authentication) => {
+                self.note(PreflightError::Authentication(reason.to_owned()))
+            }
+            Some(RDKafkaErrorCode::SSL) => self.note(PreflightError::Tls(reason.to_owned())),
+            _ => {}
+        }
+    }
+}
+
+impl ConsumerContext for Probe {}

@@ -6,6 +6,7 @@
 mod harness;
 mod limits;
 mod operations;
+mod sasl;
 
 use harness::{rt, tweets, Broker};
 use reqwest::multipart::{Form, Part};
@@ -32,6 +33,11 @@ struct Api {
 
 impl Api {
     fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Api {
+        Api::start_with(dir, extra_env, &[])
+    }
+
+    /// [`Api::start`] with more `[control.kafka]` settings for API deployments.
+    fn start_with(dir: &Path, extra_env: &[(&str, &str)], control_kafka: &[(&str, &str)]) -> Api {
         let log = dir.join(format!(
             "api-{}.log",
             std::time::SystemTime::now()
@@ -43,7 +49,11 @@ impl Api {
         let hash = streamscore::auth::hash_password(PASSWORD).unwrap();
         // librdkafka keys contain dots, so they come from a file rather than the environment.
         let config = dir.join("test.toml");
-        std::fs::write(&config, "[control.kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n").unwrap();
+        let mut toml = String::from("[control.kafka]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n");
+        for (k, v) in control_kafka {
+            toml += &format!("{k:?} = {v:?}\n");
+        }
+        std::fs::write(&config, toml).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamscore"));
         cmd.args(["run", "--listen", "127.0.0.1:0"])
             .arg("--state-dir")

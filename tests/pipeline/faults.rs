@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// `streamscore ctl status NAME` against the daemon started in `dir` under that name.
-fn ctl_status(dir: &std::path::Path, name: &str) -> String {
+pub(crate) fn ctl_status(dir: &std::path::Path, name: &str) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_streamscore"))
         .args(["ctl", "--socket"])
         .arg(dir.join(format!("{name}.sock")))
@@ -49,16 +49,25 @@ fn exactly_once_through_three_kill_9s() {
     // Read as read_committed defines it, from the transaction markers: tansu's fetch never
     // lists aborted transactions, so librdkafka's own read_committed would show the records
     // of the transactions each kill left open (see txnlog.rs).
-    let committed = txnlog::read_committed(&broker.addr, "out", PARTITIONS);
-    let by_source = outputs_by_source(&committed);
+    let log = txnlog::read_committed(&broker.addr, "out", PARTITIONS);
+    let committed = &log.committed;
+    let by_source = outputs_by_source(committed);
     let missing = inputs.keys().filter(|k| !by_source.contains_key(k)).count();
     let duplicates: usize = by_source.values().map(|n| n - 1).sum();
     let shown = coverage(&broker, &inputs, Duration::from_secs(1))
         .outputs
         .len();
     eprintln!(
-        "{} committed outputs; librdkafka's read_committed shows {shown}",
-        committed.len()
+        "{} committed outputs, {} aborted, {} open; librdkafka's read_committed shows {shown}",
+        committed.len(),
+        log.aborted,
+        log.open
+    );
+    assert_eq!(log.open, 0, "every transaction ended");
+    assert_eq!(
+        committed.len() + log.aborted,
+        shown,
+        "the marker reader read what librdkafka shows, and no transaction is left open"
     );
     assert_eq!(
         (missing, duplicates),

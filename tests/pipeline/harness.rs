@@ -32,20 +32,36 @@ fn tansu_bin() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// A tansu process listening on `addr`, with memory storage, or S3 storage on `s3`.
-fn spawn_tansu(addr: &str, s3: Option<&S3Server>) -> Child {
-    let url = format!("tcp://{addr}");
+/// How to start a tansu process.
+struct TansuArgs<'a> {
+    /// `host:port` it listens on.
+    listen: &'a str,
+    /// `host:port` it tells clients to connect to (a TLS proxy's, when one fronts it).
+    advertised: &'a str,
+    /// S3 storage on this server, else memory storage.
+    s3: Option<&'a S3Server>,
+    /// Refuse clients that have not authenticated (SASL).
+    authentication: bool,
+}
+
+/// A tansu process as `a` says.
+fn spawn_tansu(a: &TansuArgs<'_>) -> Child {
+    let listen = format!("tcp://{}", a.listen);
+    let advertised = format!("tcp://{}", a.advertised);
     let mut cmd = Command::new(tansu_bin());
     cmd.args([
         "broker",
         "--listener-url",
-        &url,
+        &listen,
         "--advertised-listener-url",
-        &url,
+        &advertised,
     ])
     .stdout(Stdio::null())
     .stderr(Stdio::null());
-    match s3 {
+    if a.authentication {
+        cmd.arg("--authentication");
+    }
+    match a.s3 {
         None => cmd.args(["--storage-engine", "memory://tansu/"]),
         Some(s3) => cmd
             .args(["--storage-engine", "s3://tansu/"])
@@ -56,12 +72,118 @@ fn spawn_tansu(addr: &str, s3: Option<&S3Server>) -> Child {
             .env("AWS_DEFAULT_REGION", "us-east-1"),
     };
     let child = cmd.spawn().expect("start tansu");
+    wait_listening(a.listen, "tansu");
+    child
+}
+
+fn wait_listening(addr: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen on {addr}");
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child
+}
+
+/// A TLS-terminating proxy (Debian's `stunnel4`) in front of a broker, with a certificate for
+/// 127.0.0.1 signed by a CA made for the test (`openssl`); killed on drop.
+pub struct TlsProxy {
+    child: Child,
+    /// The CA certificate (PEM) clients must trust.
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsProxy {
+    fn start(accept: &str, connect: &str) -> TlsProxy {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("openssl (Debian package `openssl`)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=streamscore test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(d.join("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.cnf",
+        ]);
+        let conf = d.join("stunnel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\n[kafka]\naccept = {accept}\nconnect = {connect}\ncert = {}\nkey = {}\n",
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("stunnel4")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("stunnel4 (Debian package `stunnel4`; .ci/run installs it)");
+        wait_listening(accept, "stunnel4");
+        TlsProxy {
+            child,
+            ca: d.join("ca.pem"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A local S3 server (`moto_server`, from `pip install "moto[server]"`) with a `tansu`
@@ -129,30 +251,85 @@ pub fn free_port() -> u16 {
 /// A tansu broker on a free loopback port, killed (and waited for) on drop.
 pub struct Broker {
     child: Child,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT`: where clients connect (the TLS proxy's port when there is one).
     pub addr: String,
+    /// The TLS proxy in front of the broker, if any.
+    pub tls: Option<TlsProxy>,
 }
 
 impl Broker {
     pub fn start() -> Broker {
         let addr = format!("127.0.0.1:{}", free_port());
-        let child = spawn_tansu(&addr, None);
-        Broker { child, addr }
+        let child = spawn_tansu(&TansuArgs {
+            listen: &addr,
+            advertised: &addr,
+            s3: None,
+            authentication: false,
+        });
+        Broker {
+            child,
+            addr,
+            tls: None,
+        }
+    }
+
+    /// A broker reached over TLS only: tansu (which answers plaintext even on a `tls://`
+    /// listener) behind a [`TlsProxy`], advertising the proxy's port. With `authentication`,
+    /// tansu refuses clients that have not logged in with SASL.
+    pub fn start_tls(authentication: bool) -> Broker {
+        let inner = format!("127.0.0.1:{}", free_port());
+        let addr = format!("127.0.0.1:{}", free_port());
+        let tls = TlsProxy::start(&addr, &inner);
+        let child = spawn_tansu(&TansuArgs {
+            listen: &inner,
+            advertised: &addr,
+            s3: None,
+            authentication,
+        });
+        Broker {
+            child,
+            addr,
+            tls: Some(tls),
+        }
+    }
+
+    /// Client settings for this broker: its address, and TLS trusting its CA when proxied.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.addr);
+        if let Some(tls) = &self.tls {
+            c.set("security.protocol", "SSL")
+                .set("ssl.ca.location", tls.ca.display().to_string());
+        }
+        c
     }
 
     /// A broker whose records survive `kill -9`: tansu's S3 storage on `s3`, a local S3
     /// server ([`S3Server`]).
     pub fn start_durable(s3: &S3Server) -> Broker {
         let addr = format!("127.0.0.1:{}", free_port());
-        let child = spawn_tansu(&addr, Some(s3));
-        Broker { child, addr }
+        let child = spawn_tansu(&Self::durable(&addr, s3));
+        Broker {
+            child,
+            addr,
+            tls: None,
+        }
+    }
+
+    fn durable<'a>(addr: &'a str, s3: &'a S3Server) -> TansuArgs<'a> {
+        TansuArgs {
+            listen: addr,
+            advertised: addr,
+            s3: Some(s3),
+            authentication: false,
+        }
     }
 
     /// Kills the broker with SIGKILL and starts it again on the same address and storage.
     pub fn kill_and_restart(&mut self, s3: &S3Server) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn_tansu(&self.addr, Some(s3));
+        self.child = spawn_tansu(&Self::durable(&self.addr, s3));
     }
 
     /// Sends `sig` (e.g. `-STOP`, `-CONT`) to the broker process.
@@ -161,10 +338,7 @@ impl Broker {
     }
 
     pub async fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
-            .create()
-            .unwrap();
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
         let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
         let r = admin
             .create_topics(&[t], &AdminOptions::new())
@@ -175,8 +349,7 @@ impl Broker {
     }
 
     pub fn producer(&self) -> FutureProducer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
+        self.client()
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .create()
@@ -215,8 +388,8 @@ impl Broker {
         settle: Duration,
         timeout: Duration,
     ) -> Vec<Record> {
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
+        let c: BaseConsumer = self
+            .client()
             .set("group.id", "streamscore-test-reader")
             .set("enable.auto.commit", "false")
             .create()
@@ -247,6 +420,14 @@ impl Broker {
             }
         }
         out
+    }
+}
+
+impl Broker {
+    /// CPU seconds the broker process has used so far (for the bench).
+    #[allow(dead_code)]
+    pub fn cpu_seconds(&self) -> f64 {
+        cpu_seconds_of(self.child.id())
     }
 }
 
@@ -396,6 +577,35 @@ impl Daemon {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The sum of every sample of counter `name` on the daemon's `/metrics` (0 before its
+    /// HTTP listener is up). Cheap enough to poll: the bench waits on it instead of reading
+    /// the output topic while the daemon runs.
+    #[allow(dead_code)]
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        use std::io::{Read, Write};
+        let log = self.log_text();
+        let Some(addr) = log
+            .lines()
+            .find_map(|l| l.split("HTTP API listening address=").nth(1))
+            .map(|a| a.trim().trim_end_matches(|c: char| !c.is_ascii_digit()))
+        else {
+            return 0.0;
+        };
+        let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+            return 0.0;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        if conn.write_all(request.as_bytes()).is_err() || conn.read_to_string(&mut text).is_err() {
+            return 0.0;
+        }
+        text.lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// CPU seconds (user + system) the process has used so far (for the bench).

@@ -3,6 +3,7 @@
 
 mod faults;
 mod harness;
+mod tls;
 mod topics;
 mod txnlog;
 

@@ -24,28 +24,49 @@ use std::time::Duration;
 
 const FETCH_VERSION: i16 = 11;
 
-/// Every committed record of `topic`'s `partitions`, markers applied.
-pub fn read_committed(addr: &str, topic: &str, partitions: i32) -> Vec<Record> {
+/// A topic's data records sorted by the transaction markers that follow them.
+#[derive(Default)]
+pub struct TxnLog {
+    /// Non-transactional records and those of committed transactions, in log order per
+    /// partition.
+    pub committed: Vec<Record>,
+    /// Records of aborted transactions.
+    pub aborted: usize,
+    /// Records of transactions with no marker yet.
+    pub open: usize,
+}
+
+/// Every data record of `topic`'s `partitions`, markers applied.
+pub fn read_committed(addr: &str, topic: &str, partitions: i32) -> TxnLog {
     let mut conn = TcpStream::connect(addr).expect("connect to the broker");
     conn.set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-    let mut out = Vec::new();
+    let mut log = TxnLog::default();
     for p in 0..partitions {
-        out.extend(read_partition(&mut conn, topic, p));
+        read_partition(&mut conn, topic, p, &mut log);
     }
-    out
+    log
 }
 
-fn read_partition(conn: &mut TcpStream, topic: &str, partition: i32) -> Vec<Record> {
-    let mut committed = Vec::new();
+fn read_partition(conn: &mut TcpStream, topic: &str, partition: i32, log: &mut TxnLog) {
+    let committed = &mut log.committed;
     let mut open: HashMap<i64, Vec<Record>> = HashMap::new();
     let mut next = 0i64;
+    let mut empty = 0;
     for correlation in 1.. {
-        let data = fetch(conn, correlation, topic, partition, next);
-        let mut bytes = data.unwrap_or_default();
+        let (mut bytes, high_watermark) = fetch(conn, correlation, topic, partition, next);
         if bytes.is_empty() {
-            break;
+            // tansu answers empty when its storage takes longer than the fetch wait (a busy
+            // machine), so one empty answer is not the end: the end is the high watermark
+            // reached and still nothing after a few more tries.
+            empty += 1;
+            assert!(empty < 40, "{topic}/{partition}: no records at {next}");
+            if next >= high_watermark && empty >= 3 {
+                break;
+            }
+            continue;
         }
+        empty = 0;
         let before = next;
         while bytes.has_remaining() {
             let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
@@ -63,7 +84,7 @@ fn read_partition(conn: &mut TcpStream, topic: &str, partition: i32) -> Vec<Reco
                     let held = open.remove(&r.producer_id).unwrap_or_default();
                     match kind {
                         Some(1) => committed.extend(held),
-                        Some(0) => {}
+                        Some(0) => log.aborted += held.len(),
                         other => panic!("unknown control record {other:?} in {topic}/{partition}"),
                     }
                 } else {
@@ -81,7 +102,7 @@ fn read_partition(conn: &mut TcpStream, topic: &str, partition: i32) -> Vec<Reco
             "no progress reading {topic}/{partition} at {next}"
         );
     }
-    committed
+    log.open += open.values().map(Vec::len).sum::<usize>();
 }
 
 fn to_record(partition: i32, r: &kafka_protocol::records::Record) -> Record {
@@ -102,18 +123,19 @@ fn to_record(partition: i32, r: &kafka_protocol::records::Record) -> Record {
     }
 }
 
-/// One fetch of `partition` from `offset`: the partition's record bytes.
+/// One fetch of `partition` from `offset`: the partition's record bytes (empty when none came)
+/// and its high watermark.
 fn fetch(
     conn: &mut TcpStream,
     correlation: i32,
     topic: &str,
     partition: i32,
     offset: i64,
-) -> Option<Bytes> {
+) -> (Bytes, i64) {
     let request = FetchRequest::default()
         .with_replica_id((-1).into())
         // tansu answers nothing at all when max_wait is 0.
-        .with_max_wait_ms(50)
+        .with_max_wait_ms(500)
         .with_min_bytes(1)
         .with_max_bytes(8 << 20)
         .with_isolation_level(0)
@@ -152,9 +174,12 @@ fn fetch(
         .responses
         .into_iter()
         .flat_map(|t| t.partitions)
-        .find(|p| p.partition_index == partition)?;
+        .find(|p| p.partition_index == partition);
+    let Some(data) = data else {
+        return (Bytes::new(), i64::MAX);
+    };
     assert_eq!(data.error_code, 0, "fetch {topic}/{partition}: error");
-    data.records
+    (data.records.unwrap_or_default(), data.high_watermark)
 }
 
 #[cfg(test)]
@@ -190,7 +215,9 @@ mod tests {
         p.commit_transaction(t).unwrap();
         let plain = broker.read_all("t", 1, 12, Duration::from_secs(1), Duration::from_secs(20));
         let marked = super::read_committed(&broker.addr, "t", 1);
+        assert_eq!((marked.aborted, marked.open), (7, 0));
         let keys: Vec<String> = marked
+            .committed
             .iter()
             .map(|r| String::from_utf8(r.key.clone().unwrap()).unwrap())
             .collect();
