@@ -9,6 +9,10 @@
 //! file is renamed into place last, each through a temporary file, so a crash never leaves a
 //! half-written version behind. An upload is validated by loading it fully before anything is
 //! written.
+//!
+//! An upload arriving over HTTP is streamed to a staging file first
+//! (`<root>/uploads~/`, a name no context id can take; emptied at start), so a slow client
+//! costs disk, not memory; accepting it is a rename.
 
 use crate::model::{Model, ModelFileError};
 use chrono::{DateTime, Utc};
@@ -61,6 +65,9 @@ pub struct VersionInfo {
     /// SHA-256 of the bytes, hex.
     pub sha256: String,
 }
+
+/// The staging folder under the root: `~` is not allowed in context ids.
+const STAGING: &str = "uploads~";
 
 /// The on-disk model store.
 #[derive(Debug)]
@@ -139,6 +146,11 @@ impl ModelStore {
     /// may have left.
     pub fn open(root: &Path) -> Result<ModelStore, StoreError> {
         std::fs::create_dir_all(root).map_err(io(root))?;
+        // Uploads a crash interrupted.
+        let staging = root.join(STAGING);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+        }
         for dir in std::fs::read_dir(root).map_err(io(root))?.flatten() {
             if let Ok(entries) = std::fs::read_dir(dir.path()) {
                 for e in entries.flatten() {
@@ -201,6 +213,50 @@ impl ModelStore {
         file_name: &str,
         bytes: &[u8],
     ) -> Result<(VersionInfo, Model), StoreError> {
+        self.put_with(context_id, file_name, bytes, |path| {
+            write_atomically(path, bytes)
+        })
+    }
+
+    /// A new, empty staging file for an upload, removed when dropped unless
+    /// [`put_staged`](Self::put_staged) takes it.
+    pub fn stage(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.root.join(STAGING);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&dir)
+            .map_err(io(&dir))
+    }
+
+    /// [`put`](Self::put) for an upload written to a [`stage`](Self::stage) file: read once to
+    /// validate, then renamed into place.
+    pub fn put_staged(
+        &self,
+        context_id: &str,
+        file_name: &str,
+        staged: tempfile::NamedTempFile,
+    ) -> Result<(VersionInfo, Model), StoreError> {
+        let bytes = std::fs::read(staged.path()).map_err(io(staged.path()))?;
+        self.put_with(context_id, file_name, &bytes, move |path| {
+            use std::os::unix::fs::PermissionsExt;
+            staged
+                .as_file()
+                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            staged.as_file().sync_all()?;
+            staged.persist(path).map(drop).map_err(|e| e.error)
+        })
+    }
+
+    /// Validates `bytes`, writes the metadata of the next version, then `place`s the model
+    /// file at its path.
+    fn put_with(
+        &self,
+        context_id: &str,
+        file_name: &str,
+        bytes: &[u8],
+        place: impl FnOnce(&Path) -> std::io::Result<()>,
+    ) -> Result<(VersionInfo, Model), StoreError> {
         let dir = self.dir(context_id)?;
         if bytes.is_empty() {
             return Err(StoreError::Empty);
@@ -224,8 +280,16 @@ impl ModelStore {
         let meta = serde_json::to_vec_pretty(&info).unwrap_or_default();
         write_atomically(&meta_path, &meta).map_err(io(&meta_path))?;
         let model_path = dir.join(format!("v{version}.model"));
-        write_atomically(&model_path, bytes).map_err(io(&model_path))?;
+        place(&model_path).map_err(io(&model_path))?;
         Ok((info, model))
+    }
+
+    /// The model file of a version, opened for reading (a download streams it).
+    pub fn open_version(&self, info: &VersionInfo) -> Result<std::fs::File, StoreError> {
+        let path = self
+            .dir(&info.context_id)?
+            .join(format!("v{}.model", info.version));
+        std::fs::File::open(&path).map_err(io(&path))
     }
 
     /// Info of the newest version of `context_id`.
@@ -280,6 +344,38 @@ mod tests {
         assert_eq!(reopened.latest("sentiment").unwrap(), b);
         assert_eq!(reopened.read(&b).unwrap(), DEFAULT_MODEL);
         assert_eq!(reopened.context_ids().unwrap(), ["sentiment"]);
+    }
+
+    #[test]
+    fn staged_uploads_are_renamed_into_place_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModelStore::open(dir.path()).unwrap();
+        let staging = dir.path().join(STAGING);
+        let mut good = store.stage().unwrap();
+        good.write_all(DEFAULT_MODEL).unwrap();
+        let (info, _) = store.put_staged("m", "m.model", good).unwrap();
+        assert_eq!(store.read(&info).unwrap(), DEFAULT_MODEL);
+        let mut bad = store.stage().unwrap();
+        bad.write_all(&DEFAULT_MODEL[..100]).unwrap();
+        assert!(store.put_staged("m", "bad.model", bad).is_err());
+        assert_eq!(
+            store.versions("m").unwrap(),
+            [1],
+            "a refused upload writes nothing"
+        );
+        assert_eq!(
+            std::fs::read_dir(&staging).unwrap().count(),
+            0,
+            "nothing staged is left"
+        );
+        // A crash mid-upload leaves a staging file: the next start removes it, and it is never
+        // taken for a context id.
+        let (_, left) = store.stage().unwrap().keep().unwrap();
+        assert!(left.exists());
+        let reopened = ModelStore::open(dir.path()).unwrap();
+        assert!(!left.exists());
+        assert_eq!(reopened.context_ids().unwrap(), ["m"]);
+        assert!(validate_context_id(STAGING).is_err());
     }
 
     #[test]

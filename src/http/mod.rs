@@ -39,7 +39,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Bounds on password checks.
     pub login: Arc<throttle::LoginGate>,
-    /// Model uploads read at once (each holds up to `max_model_bytes`).
+    /// Model uploads read at once (each staged on disk, then held in memory while validated).
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Largest accepted model upload, in bytes.
     pub max_model_bytes: usize,

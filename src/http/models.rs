@@ -11,6 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::ReaderStream;
 use tracing::info;
 
 /// The `accesskey` query parameter.
@@ -28,8 +30,8 @@ const MAX_OTHER_FIELD_BYTES: usize = 64 * 1024;
 
 /// Deploys (or replaces) the model under `context_id`, hot-swapping it into running
 /// deployments. The access key and the context id are checked before the body is read; at most
-/// [`AppState::uploads`] uploads are read at once (each up to `http.max_model_bytes`), and the
-/// file is validated by loading it before anything is stored.
+/// [`AppState::uploads`] uploads are read at once, each streamed to a staging file (up to
+/// `http.max_model_bytes`), and the file is validated by loading it before it is stored.
 pub async fn put_model(
     State(state): State<AppState>,
     Path(context_id): Path<String>,
@@ -54,13 +56,19 @@ pub async fn put_model(
     let Ok(_slot) = state.uploads.try_acquire() else {
         return flag(false, "too many uploads in progress; retry in a moment");
     };
-    let (name, bytes) = match read_upload(&mut multipart, state.max_model_bytes).await {
+    let store = state.store.clone();
+    let staged = match tokio::task::spawn_blocking(move || store.stage()).await {
+        Ok(Ok(f)) => f,
+        Ok(Err(e)) => return flag(false, e.to_string()),
+        Err(e) => return flag(false, format!("upload failed: {e}")),
+    };
+    let (name, staged) = match read_upload(&mut multipart, state.max_model_bytes, staged).await {
         Ok(u) => u,
         Err(message) => return flag(false, message),
     };
     let store = state.store.clone();
     let ctx = context_id.clone();
-    let stored = tokio::task::spawn_blocking(move || store.put(&ctx, &name, &bytes)).await;
+    let stored = tokio::task::spawn_blocking(move || store.put_staged(&ctx, &name, staged)).await;
     match stored {
         Ok(Ok((info, model))) => {
             info!(context_id = %info.context_id, version = info.version, file = %info.file_name, "model stored");
@@ -78,48 +86,61 @@ pub async fn put_model(
     }
 }
 
-/// The one `model_file` part of the form (its file name and bytes), every part bounded.
-async fn read_upload(m: &mut Multipart, limit: usize) -> Result<(String, Vec<u8>), String> {
-    let mut upload: Option<(String, Vec<u8>)> = None;
+/// The one `model_file` part of the form (its file name, streamed into `staged`), every part
+/// bounded: the model by `limit`, other fields by [`MAX_OTHER_FIELD_BYTES`] (read and dropped).
+async fn read_upload(
+    m: &mut Multipart,
+    limit: usize,
+    staged: tempfile::NamedTempFile,
+) -> Result<(String, tempfile::NamedTempFile), String> {
+    let mut name: Option<String> = None;
+    let io_error = |e: std::io::Error| format!("upload failed: cannot stage the file: {e}");
     while let Some(mut field) = m
         .next_field()
         .await
         .map_err(|e| format!("malformed upload: {e}"))?
     {
         let is_model = field.name() == Some("model_file");
-        if is_model && upload.is_some() {
+        if is_model && name.is_some() {
             return Err("more than one model_file field: send exactly one".into());
         }
-        let name = field.file_name().unwrap_or("model.bin").to_owned();
+        let mut out = if is_model {
+            Some(tokio::fs::File::from_std(
+                staged.reopen().map_err(io_error)?,
+            ))
+        } else {
+            None
+        };
         let cap = if is_model {
             limit
         } else {
             MAX_OTHER_FIELD_BYTES
         };
-        let mut bytes = Vec::new();
+        let mut size = 0usize;
         while let Some(chunk) = field
             .chunk()
             .await
             .map_err(|e| format!("malformed upload: {e}"))?
         {
-            if bytes.len() + chunk.len() > cap {
+            size += chunk.len();
+            if size > cap {
                 return Err(if is_model {
                     format!("model file exceeds the {limit}-byte upload limit")
                 } else {
                     format!("form field exceeds {MAX_OTHER_FIELD_BYTES} bytes")
                 });
             }
-            if is_model {
-                bytes.extend_from_slice(&chunk);
-            } else {
-                bytes.resize(bytes.len() + chunk.len(), 0);
+            if let Some(out) = out.as_mut() {
+                out.write_all(&chunk).await.map_err(io_error)?;
             }
         }
-        if is_model {
-            upload = Some((name, bytes));
+        if let Some(mut out) = out {
+            out.flush().await.map_err(io_error)?;
+            name = Some(field.file_name().unwrap_or("model.bin").to_owned());
         }
     }
-    upload.ok_or_else(|| "missing form field model_file".into())
+    let name = name.ok_or("missing form field model_file")?;
+    Ok((name, staged))
 }
 
 /// `Content-Disposition` for a download: a quoted ASCII `filename` (quotes, backslashes and
@@ -158,20 +179,22 @@ pub async fn get_model(
     let store = state.store.clone();
     let found = tokio::task::spawn_blocking(move || {
         let info = store.latest(&context_id)?;
-        let bytes = store.read(&info)?;
-        Ok::<_, crate::store::StoreError>((info, bytes))
+        let file = store.open_version(&info)?;
+        Ok::<_, crate::store::StoreError>((info, file))
     })
     .await;
     match found {
-        Ok(Ok((info, bytes))) => (
+        // Streamed from the file: a download holds a read buffer, not the model.
+        Ok(Ok((info, file))) => (
             [
                 (header::CONTENT_TYPE, "application/octet-stream".to_string()),
                 (
                     header::CONTENT_DISPOSITION,
                     content_disposition(&info.file_name),
                 ),
+                (header::CONTENT_LENGTH, info.size.to_string()),
             ],
-            Body::from(bytes),
+            Body::from_stream(ReaderStream::new(tokio::fs::File::from_std(file))),
         )
             .into_response(),
         Ok(Err(e)) => flag(false, e.to_string()),

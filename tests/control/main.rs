@@ -605,11 +605,23 @@ fn refused_uploads_leave_the_old_model_serving() {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(files.len(), 2, "only v1.model and v1.json: {files:?}");
+        let mut dirs: Vec<_> = std::fs::read_dir(dir.path().join("state/models"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        dirs.sort();
         assert_eq!(
-            std::fs::read_dir(dir.path().join("state/models"))
+            dirs,
+            ["m", "uploads~"],
+            "one context, and the staging folder"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("state/models/uploads~"))
                 .unwrap()
                 .count(),
-            1
+            0,
+            "refused uploads leave nothing staged"
         );
     });
     api.stop();
