@@ -1,13 +1,12 @@
 //! `streamscore run`: the daemon.
 
 use crate::config::{
-    BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig, LogFormat, OutputConfig,
-    Settings, StartFrom,
+    BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig, KafkaTable, LogFormat,
+    OutputConfig, Settings, StartFrom,
 };
 use crate::input::InputFormat;
 use anyhow::Context;
 use clap::Args;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
@@ -104,7 +103,7 @@ impl RunArgs {
             .output_topic
             .clone()
             .context("--input-topic needs --output-topic")?;
-        let mut kafka = BTreeMap::new();
+        let mut kafka = KafkaTable::default();
         for kv in &self.kafka {
             let (k, v) = kv
                 .split_once('=')
@@ -121,14 +120,14 @@ impl RunArgs {
                 format: self.format,
                 text_field: "text".into(),
                 max_record_bytes: 512 * 1024,
-                kafka: BTreeMap::new(),
+                kafka: KafkaTable::default(),
             },
             output: OutputConfig {
                 topic: output,
                 dlq_topic: self.dlq_topic.clone(),
                 bootstrap_servers: self.output_brokers.clone(),
                 max_message_bytes: self.max_message_bytes,
-                kafka: BTreeMap::new(),
+                kafka: KafkaTable::default(),
             },
             group_id: self.group.clone(),
             workers: self.workers,

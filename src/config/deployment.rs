@@ -1,8 +1,8 @@
 //! A streaming deployment as declared in configuration.
 
+use super::KafkaTable;
 use crate::input::InputFormat;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// One streaming deployment: where tweets come from, which model labels them, where the labels go.
@@ -34,7 +34,7 @@ pub struct DeploymentConfig {
     pub batch: BatchConfig,
     /// Extra librdkafka settings for both consumer and producer (e.g. `"session.timeout.ms"`).
     #[serde(default)]
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: KafkaTable,
     /// Delivery guarantee: `at_least_once` (default) or `exactly_once` (Kafka transactions).
     #[serde(default)]
     pub delivery: Delivery,
@@ -150,7 +150,7 @@ pub struct InputConfig {
     pub max_record_bytes: usize,
     /// librdkafka settings for the consumers only (e.g. the input cluster's credentials).
     #[serde(default)]
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: KafkaTable,
 }
 
 /// The bootstrap servers when none are given: a broker on this host.
@@ -190,7 +190,7 @@ pub struct OutputConfig {
     pub max_message_bytes: usize,
     /// librdkafka settings for the producer only (e.g. the output cluster's credentials).
     #[serde(default)]
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: KafkaTable,
 }
 
 const fn default_max_message_bytes() -> usize {
@@ -286,10 +286,7 @@ impl InvalidSetting {
 }
 
 /// Refuses managed librdkafka keys in a pass-through table named `table`.
-pub fn check_kafka_table(
-    table: &str,
-    kafka: &BTreeMap<String, String>,
-) -> Result<(), InvalidSetting> {
+pub fn check_kafka_table(table: &str, kafka: &KafkaTable) -> Result<(), InvalidSetting> {
     for k in kafka.keys() {
         if let Some((_, why)) = MANAGED_KAFKA_KEYS.iter().find(|(m, _)| m == k) {
             return Err(InvalidSetting::new(

@@ -2,11 +2,13 @@
 //! environment variables `STREAMSCORE__SECTION__KEY`, validated into typed settings.
 
 mod deployment;
+mod kafka_table;
 
 pub use deployment::{
     check_kafka_table, BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig,
     InvalidSetting, OutputConfig, StartFrom, MANAGED_KAFKA_KEYS,
 };
+pub use kafka_table::{is_secret_key, KafkaTable};
 
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;
@@ -158,7 +160,7 @@ pub struct ControlPlaneSettings {
     /// Micro-batching of API-created deployments.
     pub batch: BatchConfig,
     /// Extra librdkafka settings of API-created deployments.
-    pub kafka: std::collections::BTreeMap<String, String>,
+    pub kafka: KafkaTable,
     /// Offset commit cadence of API-created deployments.
     #[serde(default)]
     pub commit: CommitConfig,

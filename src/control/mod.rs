@@ -109,7 +109,7 @@ pub struct ControlSettings {
     /// Micro-batching of API-created deployments.
     pub batch: BatchConfig,
     /// Extra librdkafka settings for API-created deployments.
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: crate::config::KafkaTable,
     /// Offset commit cadence of API-created deployments.
     pub commit: CommitConfig,
     /// Longest a stop may drain before in-flight work is abandoned uncommitted.

@@ -3,10 +3,9 @@
 
 use super::record::{self, CreateRequest, DeploymentRecord};
 use super::{ControlError, Entry, Manager};
-use crate::config::{DeploymentConfig, InputConfig, OutputConfig};
+use crate::config::{DeploymentConfig, InputConfig, KafkaTable, OutputConfig};
 use crate::input::InputFormat;
 use secrecy::ExposeSecret;
-use std::collections::BTreeMap;
 
 impl Manager {
     /// What the data plane runs for an entry.
@@ -52,15 +51,15 @@ impl Manager {
 }
 
 /// SASL_SSL + PLAIN settings when a connection carries a user and password, as in the seed.
-pub(super) fn sasl(c: &record::Connection) -> BTreeMap<String, String> {
+pub(super) fn sasl(c: &record::Connection) -> KafkaTable {
     match (&c.user, &c.password) {
-        (Some(u), Some(p)) if !u.is_empty() => BTreeMap::from([
+        (Some(u), Some(p)) if !u.is_empty() => KafkaTable::from_iter([
             ("security.protocol".to_string(), "SASL_SSL".to_string()),
             ("sasl.mechanisms".to_string(), "PLAIN".to_string()),
             ("sasl.username".to_string(), u.clone()),
             ("sasl.password".to_string(), p.expose_secret().to_owned()),
         ]),
-        _ => BTreeMap::new(),
+        _ => KafkaTable::default(),
     }
 }
 
