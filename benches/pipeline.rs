@@ -162,7 +162,7 @@ fn main() {
         );
     }
     if env("PIPELINE_BENCH_LATENCY", 1) == 1 {
-        latency(&rt, &broker, dir.path(), b.rate / 2.0);
+        latency(&rt, &broker, dir.path(), b.rate / 2.0, runs);
     }
 }
 
@@ -275,6 +275,25 @@ fn daemon_pass_with(
     }
     let (cpu, rss) = (daemon.cpu_seconds(), daemon.peak_rss_mb());
     let records = read(broker, &out, n);
+    let log = daemon.log_text();
+    let assignments: Vec<i64> = log
+        .lines()
+        .filter(|l| l.contains("partitions assigned"))
+        .filter_map(|l| chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok())
+        .map(|t| t.timestamp_millis())
+        .collect();
+    let settled: Vec<Record> = records
+        .iter()
+        .filter(|r| r.timestamp_ms >= assignments.iter().max().copied())
+        .cloned()
+        .collect();
+    eprintln!(
+        "{kind}{run}: {} assignments over {} ms; {} of {n} outputs after the last, at {:.0}/s",
+        assignments.len(),
+        assignments.iter().max().unwrap_or(&0) - assignments.iter().min().unwrap_or(&0),
+        settled.len(),
+        rate(&settled)
+    );
     daemon.signal("-TERM");
     daemon.wait(Duration::from_secs(60));
     assert!(
@@ -443,36 +462,79 @@ fn lags(broker: &Broker, input: &str, output: &str, total: usize) -> (usize, i64
 }
 
 /// Latency of (a) and (b) at `rate` records/s for about 10 s each.
-fn latency(rt: &tokio::runtime::Runtime, broker: &Broker, dir: &std::path::Path, rate: f64) {
+fn latency(
+    rt: &tokio::runtime::Runtime,
+    broker: &Broker,
+    dir: &std::path::Path,
+    rate: f64,
+    runs: usize,
+) {
+    println!("latency at {rate:.0} records/s for 10 s (fetch.wait.max.ms = {FETCH_WAIT_MS}):");
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..runs {
+        let (la, lb) = latency_round(rt, broker, dir, rate, round);
+        println!(
+            "run {round} (a) bare copy     p50 {} ms, p99 {} ms, max {} ms",
+            la.1, la.2, la.3
+        );
+        println!(
+            "run {round} (b) at-least-once p50 {} ms, p99 {} ms, max {} ms",
+            lb.1, lb.2, lb.3
+        );
+        a.push(la);
+        b.push(lb);
+    }
+    let mid = |v: &[Lags], f: fn(&Lags) -> i64| {
+        let mut x: Vec<i64> = v.iter().map(f).collect();
+        x.sort_unstable();
+        x[x.len() / 2]
+    };
+    for (name, v) in [("(a) bare copy    ", &a), ("(b) at-least-once", &b)] {
+        println!(
+            "{name} median of {runs}: p50 {} ms, p99 {} ms, max {} ms",
+            mid(v, |l| l.1),
+            mid(v, |l| l.2),
+            mid(v, |l| l.3)
+        );
+    }
+}
+
+/// Records measured, then p50, p99 and max latency in ms.
+type Lags = (usize, i64, i64, i64);
+
+/// One latency measurement of (a) then (b), on topics of their own.
+fn latency_round(
+    rt: &tokio::runtime::Runtime,
+    broker: &Broker,
+    dir: &std::path::Path,
+    rate: f64,
+    round: usize,
+) -> (Lags, Lags) {
     let total = (rate * 10.0) as usize;
-    for t in [
-        "lat-in-a",
-        "lat-out-a",
-        "lat-in-b",
-        "lat-out-b",
-        "lat-out-b.dlq",
-    ] {
-        rt.block_on(broker.create_topic(t, PARTITIONS));
+    let topic = |t: &str| format!("lat-{t}-{round}");
+    for t in ["in-a", "out-a", "in-b", "out-b", "out-b.dlq"] {
+        rt.block_on(broker.create_topic(&topic(t), PARTITIONS));
     }
     // (a): the copy runs on its own thread while the input is fed.
     let (tx, rx) = std::sync::mpsc::channel();
     let addr = broker.addr.clone();
-    let copy = std::thread::spawn(move || {
-        bare_copy(&addr, "lat-in-a", "lat-out-a", "lat-a", total, Some(tx))
-    });
+    let (in_a, out_a) = (topic("in-a"), topic("out-a"));
+    let group = topic("a");
+    let copy = std::thread::spawn(move || bare_copy(&addr, &in_a, &out_a, &group, total, Some(tx)));
     // The copy signals once it owns partitions, or at its first record.
     let _ = rx.recv_timeout(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
-    feed(rt, broker, "lat-in-a", total, rate);
+    feed(rt, broker, &topic("in-a"), total, rate);
     copy.join().unwrap();
-    let (na, a50, a99, amax) = lags(broker, "lat-in-a", "lat-out-a", total);
+    let a = lags(broker, &topic("in-a"), &topic("out-a"), total);
 
+    let (in_b, out_b, name) = (topic("in-b"), topic("out-b"), topic("b"));
     let mut daemon = Daemon::start(&DaemonArgs {
         brokers: &broker.addr,
-        input: "lat-in-b",
-        output: "lat-out-b",
-        name: "lat",
-        group: "lat",
+        input: &in_b,
+        output: &out_b,
+        name: &name,
+        group: &name,
         workers: workers(),
         log_dir: dir,
         extra: &[],
@@ -484,11 +546,9 @@ fn latency(rt: &tokio::runtime::Runtime, broker: &Broker, dir: &std::path::Path,
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(1));
-    feed(rt, broker, "lat-in-b", total, rate);
-    let (nb, b50, b99, bmax) = lags(broker, "lat-in-b", "lat-out-b", total);
+    feed(rt, broker, &in_b, total, rate);
+    let b = lags(broker, &in_b, &out_b, total);
     daemon.signal("-TERM");
     daemon.wait(Duration::from_secs(30));
-    println!("latency at {rate:.0} records/s for 10 s (fetch.wait.max.ms = {FETCH_WAIT_MS}):");
-    println!("(a) bare copy     {na} records: p50 {a50} ms, p99 {a99} ms, max {amax} ms");
-    println!("(b) at-least-once {nb} records: p50 {b50} ms, p99 {b99} ms, max {bmax} ms");
+    (a, b)
 }
