@@ -21,8 +21,13 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
         .set("fetch.wait.max.ms", DEFAULT_FETCH_WAIT_MS)
         // Statistics feed the consumer-lag metric.
         .set("statistics.interval.ms", "5000")
-        // Bound librdkafka's prefetch so a stalled pipeline holds little memory.
-        .set("queued.max.messages.kbytes", "4096");
+        // librdkafka's prefetch: enough that fetching never waits on tansu's round trips (at
+        // 4 MB a worker read ~87k records/s, at 16 MB ~147k/s), bounded per deployment so a
+        // stalled pipeline holds little memory.
+        .set(
+            "queued.max.messages.kbytes",
+            prefetch_kbytes(d.workers).to_string(),
+        );
     for (k, v) in &d.kafka {
         if !is_producer_only(k) {
             c.set(k, v);
@@ -40,6 +45,14 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     c
+}
+
+/// Prefetch of the deployment's consumers together, in KiB.
+pub const PREFETCH_KBYTES: usize = 32 * 1024;
+
+/// Each worker's share of [`PREFETCH_KBYTES`], at least 4 MiB.
+pub fn prefetch_kbytes(workers: usize) -> usize {
+    (PREFETCH_KBYTES / workers.max(1)).max(4096)
 }
 
 /// Producer settings: idempotent (no duplicates or reordering from internal retries); for
@@ -122,4 +135,17 @@ fn is_producer_only(key: &str) -> bool {
         || key.starts_with("delivery.")
         || key.starts_with("retries")
         || key.starts_with("retry.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prefetch_is_shared_by_the_workers_with_a_floor() {
+        assert_eq!(prefetch_kbytes(1), 32 * 1024);
+        assert_eq!(prefetch_kbytes(2), 16 * 1024);
+        assert_eq!(prefetch_kbytes(64), 4096);
+        assert_eq!(prefetch_kbytes(0), 32 * 1024, "never divides by zero");
+    }
 }
