@@ -48,7 +48,7 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
 }
 
 /// Prefetch of the deployment's consumers together, in KiB.
-pub const PREFETCH_KBYTES: usize = 32 * 1024;
+pub const PREFETCH_KBYTES: usize = 16 * 1024;
 
 /// Each worker's share of [`PREFETCH_KBYTES`], at least 4 MiB.
 pub fn prefetch_kbytes(workers: usize) -> usize {
@@ -143,9 +143,9 @@ mod tests {
 
     #[test]
     fn the_prefetch_is_shared_by_the_workers_with_a_floor() {
-        assert_eq!(prefetch_kbytes(1), 32 * 1024);
-        assert_eq!(prefetch_kbytes(2), 16 * 1024);
+        assert_eq!(prefetch_kbytes(1), 16 * 1024);
+        assert_eq!(prefetch_kbytes(2), 8 * 1024);
         assert_eq!(prefetch_kbytes(64), 4096);
-        assert_eq!(prefetch_kbytes(0), 32 * 1024, "never divides by zero");
+        assert_eq!(prefetch_kbytes(0), 16 * 1024, "never divides by zero");
     }
 }
