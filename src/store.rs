@@ -286,10 +286,14 @@ impl ModelStore {
 
     /// The model file of a version, opened for reading (a download streams it).
     pub fn open_version(&self, info: &VersionInfo) -> Result<std::fs::File, StoreError> {
-        let path = self
-            .dir(&info.context_id)?
-            .join(format!("v{}.model", info.version));
+        let path = self.model_path(info)?;
         std::fs::File::open(&path).map_err(io(&path))
+    }
+
+    fn model_path(&self, info: &VersionInfo) -> Result<PathBuf, StoreError> {
+        Ok(self
+            .dir(&info.context_id)?
+            .join(format!("v{}.model", info.version)))
     }
 
     /// Info of the newest version of `context_id`.
@@ -309,9 +313,7 @@ impl ModelStore {
 
     /// The bytes of a version.
     pub fn read(&self, info: &VersionInfo) -> Result<Vec<u8>, StoreError> {
-        let path = self
-            .dir(&info.context_id)?
-            .join(format!("v{}.model", info.version));
+        let path = self.model_path(info)?;
         std::fs::read(&path).map_err(io(&path))
     }
 

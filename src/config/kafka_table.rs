@@ -14,7 +14,7 @@ pub struct KafkaTable(BTreeMap<String, String>);
 
 /// Whether the value of librdkafka key `key` is a secret: passwords, private keys, client
 /// secrets and JAAS-style configurations.
-pub fn is_secret_key(key: &str) -> bool {
+fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     [
         "password",

@@ -8,7 +8,7 @@ pub use deployment::{
     check_kafka_table, BatchConfig, CommitConfig, Delivery, DeploymentConfig, InputConfig,
     InvalidSetting, OutputConfig, StartFrom, MANAGED_KAFKA_KEYS,
 };
-pub use kafka_table::{is_secret_key, KafkaTable};
+pub use kafka_table::KafkaTable;
 
 use config::{Config, Environment, File, FileFormat};
 use secrecy::SecretString;

@@ -85,9 +85,7 @@ impl Probe {
         let refused = self.refused.lock().ok().and_then(|mut r| r.take());
         refused.unwrap_or(PreflightError::Unreachable(e))
     }
-}
 
-impl Probe {
     fn note(&self, refused: PreflightError) {
         if let Ok(mut r) = self.refused.lock() {
             *r = Some(refused);

@@ -214,7 +214,8 @@ fn settle(
     offsets: &HashMap<i32, i64>,
     timeout: Duration,
 ) -> Result<(), Vec<i32>> {
-    let deadline = Instant::now() + timeout;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut pending: Vec<i32> = offsets.keys().copied().collect();
     let mut pause = Duration::from_millis(2);
     loop {
@@ -230,8 +231,10 @@ fn settle(
             });
         }
         if pending.is_empty() {
-            let waited = timeout.saturating_sub(deadline.saturating_duration_since(Instant::now()));
-            debug!(waited_ms = waited.as_millis() as u64, "transaction settled");
+            debug!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "transaction settled"
+            );
             return Ok(());
         }
         if Instant::now() >= deadline {

@@ -75,14 +75,8 @@ impl Api {
         let start = Instant::now();
         let base = loop {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(addr) = text
-                .lines()
-                .find_map(|l| l.split("HTTP API listening address=").nth(1))
-            {
-                break format!(
-                    "http://{}",
-                    addr.trim().trim_end_matches(|c: char| !c.is_ascii_digit())
-                );
+            if let Some(addr) = harness::http_address(&text) {
+                break format!("http://{addr}");
             }
             assert!(
                 start.elapsed() < Duration::from_secs(20),

@@ -585,15 +585,10 @@ impl Daemon {
     #[allow(dead_code)]
     pub fn metric_sum(&self, name: &str) -> f64 {
         use std::io::{Read, Write};
-        let log = self.log_text();
-        let Some(addr) = log
-            .lines()
-            .find_map(|l| l.split("HTTP API listening address=").nth(1))
-            .map(|a| a.trim().trim_end_matches(|c: char| !c.is_ascii_digit()))
-        else {
+        let Some(addr) = http_address(&self.log_text()) else {
             return 0.0;
         };
-        let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        let Ok(mut conn) = std::net::TcpStream::connect(&addr) else {
             return 0.0;
         };
         let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
@@ -699,4 +694,15 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The `host:port` a daemon's log says its HTTP API listens on, once it says so.
+pub fn http_address(log: &str) -> Option<String> {
+    log.lines()
+        .find_map(|l| l.split("HTTP API listening address=").nth(1))
+        .map(|a| {
+            a.trim()
+                .trim_end_matches(|c: char| !c.is_ascii_digit())
+                .to_owned()
+        })
 }
