@@ -73,6 +73,7 @@ pub async fn run(
             batch: settings.control.batch,
             kafka: settings.control.kafka.clone(),
             commit: settings.control.commit,
+            summary: settings.control.summary.clone(),
             drain_timeout: Duration::from_millis(settings.shutdown.drain_timeout_ms),
             max_deployments: settings.control.max_deployments,
             max_name_chars: settings.control.max_name_chars,

@@ -15,6 +15,7 @@
 //!   at-least-once offset tracking, dead letters.
 //! - [`store`]: uploaded models kept on disk as numbered versions per context id.
 //! - [`auth`]: access keys, hashed passwords, signed bearer tokens.
+//! - [`opinion`]: subjects, windowed opinion summaries, the summary topic.
 //! - [`control`]: the deployment registry: lifecycle, persistence, hot swap, control socket.
 //! - [`http`]: the HTTP API (axum) over the store and the registry.
 //! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`, `ctl`,
@@ -32,6 +33,7 @@ pub mod http;
 pub mod input;
 pub mod metrics;
 pub mod model;
+pub mod opinion;
 pub mod score;
 pub mod store;
 pub mod stream;

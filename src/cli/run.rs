@@ -5,6 +5,7 @@ use crate::config::{
     OutputConfig, Settings, StartFrom,
 };
 use crate::input::InputFormat;
+use crate::opinion::{SubjectsConfig, SummaryConfig};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -84,6 +85,19 @@ pub struct RunArgs {
     /// Control socket path (overrides `control.socket`).
     #[arg(long, env = "STREAMSCORE_SOCKET")]
     socket: Option<PathBuf>,
+    /// A subject to follow, `NAME=KEYWORD,KEYWORD,…` (repeatable; keywords may be #hashtags
+    /// or @mentions).
+    #[arg(long = "subject", value_name = "NAME=KEYWORDS")]
+    subjects: Vec<String>,
+    /// Topic for the windowed opinion summaries (one JSON record per closed window).
+    #[arg(long)]
+    summary_topic: Option<String>,
+    /// Opinion window length in milliseconds.
+    #[arg(long, default_value_t = SummaryConfig::default().window_ms)]
+    summary_window_ms: u64,
+    /// How late (milliseconds after a window's end) a record may still count in it.
+    #[arg(long, default_value_t = SummaryConfig::default().allowed_lateness_ms)]
+    summary_lateness_ms: u64,
     /// Extra librdkafka setting, `KEY=VALUE` (repeatable).
     #[arg(long = "kafka", value_name = "KEY=VALUE")]
     kafka: Vec<String>,
@@ -109,6 +123,16 @@ impl RunArgs {
                 .split_once('=')
                 .with_context(|| format!("--kafka {kv:?}: expected KEY=VALUE"))?;
             kafka.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        let mut subjects = SubjectsConfig::new();
+        for kv in &self.subjects {
+            let (name, keywords) = kv
+                .split_once('=')
+                .with_context(|| format!("--subject {kv:?}: expected NAME=KEYWORD,KEYWORD"))?;
+            subjects.insert(
+                name.trim().to_owned(),
+                keywords.split(',').map(|k| k.trim().to_owned()).collect(),
+            );
         }
         let d = DeploymentConfig {
             name: self.name.clone(),
@@ -144,6 +168,13 @@ impl RunArgs {
                 ..CommitConfig::default()
             },
             stall_timeout_ms: self.stall_timeout_ms,
+            subjects,
+            summary: SummaryConfig {
+                topic: self.summary_topic.clone(),
+                window_ms: self.summary_window_ms,
+                allowed_lateness_ms: self.summary_lateness_ms,
+                ..SummaryConfig::default()
+            },
         };
         d.validate()
             .map_err(|e| anyhow::anyhow!("flag for {}: {}", e.key, e.reason))?;

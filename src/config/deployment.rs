@@ -2,6 +2,7 @@
 
 use super::KafkaTable;
 use crate::input::InputFormat;
+use crate::opinion::{Subjects, SubjectsConfig, SummaryConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -48,6 +49,12 @@ pub struct DeploymentConfig {
     /// wait (milliseconds).
     #[serde(default = "default_stall_timeout_ms")]
     pub stall_timeout_ms: u64,
+    /// Subjects to follow: name → keywords, hashtags or @mentions (see [`crate::opinion`]).
+    #[serde(default)]
+    pub subjects: SubjectsConfig,
+    /// Windowed opinion summaries (window length, lateness, history, summary topic).
+    #[serde(default)]
+    pub summary: SummaryConfig,
 }
 
 /// Delivery guarantee of a deployment.
@@ -415,6 +422,20 @@ impl DeploymentConfig {
         }
         if !(1_000..=86_400_000).contains(&self.stall_timeout_ms) {
             return bad("stall_timeout_ms", "must be between 1000 and 86400000");
+        }
+        if let Err(e) = Subjects::compile(&self.subjects) {
+            return Err(InvalidSetting::new("subjects", e.to_string()));
+        }
+        if let Err((key, why)) = self.summary.validate() {
+            return Err(InvalidSetting::new(format!("summary.{key}"), why));
+        }
+        if let Some(t) = &self.summary.topic {
+            if [&self.input.topic, &self.output.topic, &dlq].contains(&t) {
+                return bad(
+                    "summary.topic",
+                    "must differ from the input, output and dead-letter topics",
+                );
+            }
         }
         check_kafka_table("kafka", &self.kafka)?;
         check_kafka_table("input.kafka", &self.input.kafka)?;

@@ -164,6 +164,9 @@ pub struct ControlPlaneSettings {
     /// Offset commit cadence of API-created deployments.
     #[serde(default)]
     pub commit: CommitConfig,
+    /// Opinion windows of API-created deployments (their summary topic comes from the API).
+    #[serde(default)]
+    pub summary: crate::opinion::SummaryConfig,
     /// Most deployments in this process (declared and API-created together).
     pub max_deployments: usize,
     /// Longest deployment name, in characters.
@@ -255,6 +258,12 @@ impl Settings {
             return Err(invalid(InvalidSetting {
                 key: "workers".into(),
                 reason: "must be between 1 and 64".into(),
+            }));
+        }
+        if let Err((key, why)) = self.control.summary.validate() {
+            return Err(invalid(InvalidSetting {
+                key: format!("summary.{key}"),
+                reason: why,
             }));
         }
         let mut names = std::collections::HashSet::new();

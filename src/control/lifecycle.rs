@@ -4,6 +4,7 @@
 use super::preflight::preflight;
 use super::{set, Entry, Manager, Run, Status};
 use crate::model::ModelHandle;
+use crate::opinion::Opinion;
 use crate::stream::{run_deployment, ServingModel, Stats, StopHandles};
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,17 @@ impl Manager {
         };
         e.model = Some(model.clone());
         let config = Arc::new(self.deployment_config(e));
+        // Kept across stops and starts: the page keeps its history.
+        let opinion = match &e.opinion {
+            Some(o) => o.clone(),
+            None => match Opinion::new(&config.subjects, &config.summary) {
+                Ok(o) => e.opinion.insert(Arc::new(o)).clone(),
+                Err(err) => {
+                    set(&e.status, Status::Failed(format!("subjects: {err}")));
+                    return;
+                }
+            },
+        };
         let handles = StopHandles::default();
         let status = e.status.clone();
         e.stats = Arc::new(Stats::new(self.metrics.deployment(&e.record.guid)));
@@ -80,7 +92,7 @@ impl Manager {
                 backoff = (backoff * 2).min(Duration::from_secs(30));
             }
             set(&status, Status::Running);
-            match run_deployment(config, &id, model, h, stats).await {
+            match run_deployment(config, &id, model, h, stats, opinion).await {
                 Ok(()) => set(&status, Status::Stopped),
                 Err(err) => set(&status, Status::Failed(err.to_string())),
             }

@@ -112,6 +112,8 @@ pub struct ControlSettings {
     pub kafka: crate::config::KafkaTable,
     /// Offset commit cadence of API-created deployments.
     pub commit: CommitConfig,
+    /// Opinion windows of API-created deployments.
+    pub summary: crate::opinion::SummaryConfig,
     /// Longest a stop may drain before in-flight work is abandoned uncommitted.
     pub drain_timeout: Duration,
     /// Most deployments (declared and API-created).
@@ -147,6 +149,8 @@ struct Entry {
     status: Arc<Mutex<Status>>,
     stats: Arc<Stats>,
     model: Option<Arc<ModelHandle<ServingModel>>>,
+    /// Opinion windows, from the first start on.
+    opinion: Option<Arc<crate::opinion::Opinion>>,
     run: Option<Run>,
 }
 
@@ -231,6 +235,8 @@ impl Manager {
             origin: Origin::Config,
             delivery: d.delivery,
             start_from: d.start_from,
+            subjects: d.subjects.clone(),
+            summary_topic: d.summary.topic.clone(),
         };
         entries.insert(d.name.clone(), Entry::new(record, Some(d)));
         Ok(())
@@ -289,6 +295,8 @@ impl Manager {
             origin: Origin::Api,
             delivery: req.delivery,
             start_from: req.start_from,
+            subjects: req.subjects,
+            summary_topic: req.summary_topic,
         };
         // The same validation as a deployment declared in configuration.
         self.api_deployment_config(&record)
@@ -428,6 +436,7 @@ impl Entry {
             status: Arc::new(Mutex::new(Status::Initializing)),
             stats: Arc::new(Stats::default()),
             model: None,
+            opinion: None,
             run: None,
         }
     }

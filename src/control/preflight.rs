@@ -43,7 +43,9 @@ pub(super) async fn preflight(config: &DeploymentConfig) -> Result<(), Preflight
     // cluster.
     let same_cluster = config.output_servers() == config.input.bootstrap_servers;
     let outputs: Vec<String> = if same_cluster {
-        vec![config.output.topic.clone(), config.dlq_topic()]
+        let mut v = vec![config.output.topic.clone(), config.dlq_topic()];
+        v.extend(config.summary.topic.clone());
+        v
     } else {
         Vec::new()
     };

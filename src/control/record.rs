@@ -1,6 +1,7 @@
 //! The stream-deployment resource as the seed API shapes it, and its persisted form.
 
 use crate::config::{Delivery, StartFrom};
+use crate::opinion::SubjectsConfig;
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,12 @@ pub struct CreateRequest {
     /// Where a new deployment starts reading (`earliest` when absent).
     #[serde(default)]
     pub start_from: StartFrom,
+    /// Subjects to follow: name → keywords, hashtags or @mentions.
+    #[serde(default)]
+    pub subjects: SubjectsConfig,
+    /// Topic for windowed opinion summaries (on the output cluster).
+    #[serde(default)]
+    pub summary_topic: Option<String>,
 }
 
 /// What the operator asked for.
@@ -142,6 +149,12 @@ pub struct DeploymentRecord {
     /// Where it starts reading when its group has no committed offset.
     #[serde(default)]
     pub start_from: StartFrom,
+    /// Subjects it follows.
+    #[serde(default, skip_serializing_if = "SubjectsConfig::is_empty")]
+    pub subjects: SubjectsConfig,
+    /// Summary topic, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_topic: Option<String>,
 }
 
 /// Field names whose values are never returned.

@@ -5,6 +5,7 @@ use super::record::{self, CreateRequest, DeploymentRecord};
 use super::{ControlError, Entry, Manager};
 use crate::config::{DeploymentConfig, InputConfig, KafkaTable, OutputConfig};
 use crate::input::InputFormat;
+use crate::opinion::SummaryConfig;
 use secrecy::ExposeSecret;
 
 impl Manager {
@@ -46,6 +47,11 @@ impl Manager {
             start_from: r.start_from,
             commit: self.settings.commit,
             stall_timeout_ms: DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS,
+            subjects: r.subjects.clone(),
+            summary: SummaryConfig {
+                topic: r.summary_topic.clone(),
+                ..self.settings.summary.clone()
+            },
         }
     }
 }

@@ -30,11 +30,13 @@ pub mod transactions;
 pub mod worker;
 
 pub use record::{ScoreContext, ServingModel};
-pub use stats::{Stats, StatsSnapshot};
+pub use stats::{now_ms, Stats, StatsSnapshot};
 
 use crate::config::DeploymentConfig;
 use crate::input::InputSpec;
 use crate::model::ModelHandle;
+use crate::opinion::summary::{self, SummaryWriter};
+use crate::opinion::Opinion;
 use rdkafka::error::KafkaError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +74,29 @@ pub async fn run_deployment(
     model: Arc<ModelHandle<ServingModel>>,
     handles: StopHandles,
     stats: Arc<Stats>,
+    opinion: Arc<Opinion>,
 ) -> Result<(), StreamError> {
+    if opinion.restore_due() {
+        let n = summary::restore(&config, deployment_id, &opinion)
+            .await
+            .map_err(|e| StreamError::Delivery(e.to_string()))?;
+        if n > 0 {
+            info!(deployment = %config.name, windows = n, "opinion windows restored from the summary topic");
+        }
+    }
+    let mut writer = SummaryWriter::new(&config, deployment_id, opinion.clone())
+        .map_err(|e| StreamError::Delivery(e.to_string()))?;
+    let writer_stop = CancellationToken::new();
+    let ws = writer_stop.clone();
+    let writer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => writer.tick().await,
+                _ = ws.cancelled() => return writer,
+            }
+        }
+    });
     let score_ctx = Arc::new(ScoreContext {
         deployment: deployment_id.into(),
         input_topic: config.input.topic.as_str().into(),
@@ -84,6 +108,7 @@ pub async fn run_deployment(
             max_bytes: config.input.max_record_bytes,
         },
         max_message_bytes: config.output.max_message_bytes,
+        subjects: opinion.subjects().cloned(),
     });
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(config.workers.max(1));
     for index in 0..config.workers {
@@ -95,6 +120,7 @@ pub async fn run_deployment(
             stop: handles.stop.clone(),
             abort: handles.abort.clone(),
             stats: stats.clone(),
+            opinion: opinion.clone(),
         };
         let done = done_tx.clone();
         let spawned = std::thread::Builder::new()
@@ -127,6 +153,12 @@ pub async fn run_deployment(
         }
     }
     progress.abort();
+    writer_stop.cancel();
+    if let Ok(writer) = writer.await {
+        // Open windows are saved only when everything counted in them was committed.
+        let clean = result.is_ok() && !handles.abort.is_cancelled();
+        writer.finish(clean, Duration::from_secs(10)).await;
+    }
     let s = stats.snapshot();
     info!(deployment = %config.name, consumed = s.consumed, scored = s.scored,
           dead_lettered = s.dead_lettered, delivery_retries = s.delivery_retries, "deployment stopped");

@@ -3,6 +3,7 @@
 
 use crate::input::{InputError, InputSpec};
 use crate::model::{Label, Model, Scratch};
+use crate::opinion::{MatchScratch, Subjects};
 use rdkafka::message::{Header, OwnedHeaders};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -34,6 +35,8 @@ pub struct ScoreContext {
     pub input: InputSpec,
     /// Largest record the producer sends (key, value and headers); longer dead letters are cut.
     pub max_message_bytes: usize,
+    /// Subjects matched in each scored text (listed in the output), if the deployment has any.
+    pub subjects: Option<Arc<Subjects>>,
 }
 
 #[derive(Serialize)]
@@ -46,6 +49,17 @@ struct Output<'a> {
     deployment: &'a str,
     source: Source<'a>,
     scored_at: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subjects: Option<SubjectNames<'a>>,
+}
+
+/// The names of the subjects in a match mask, serialized as a JSON array.
+struct SubjectNames<'a>(&'a Subjects, u32);
+
+impl Serialize for SubjectNames<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.names_in(self.1))
+    }
 }
 
 #[derive(Serialize)]
@@ -97,6 +111,19 @@ pub struct Outcome<'a> {
     pub dead_letter: Option<&'static str>,
     /// The predicted label, when scored.
     pub label: Option<Label>,
+    /// P(positive), when scored.
+    pub positive_probability: f32,
+    /// The subjects the text matched (bit mask over the deployment's subjects).
+    pub subjects: u32,
+}
+
+/// Recent examples captured while encoding a batch (the first scored record per label).
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// Capture the next records' texts (set per batch by the scorer).
+    pub wanted: bool,
+    /// By label index (NEGATIVE, POSITIVE): (id, text, P(positive)).
+    pub taken: [Option<(Option<String>, String, f32)>; 2],
 }
 
 /// Turns consumed records into outputs, reusing its buffers from record to record.
@@ -104,7 +131,10 @@ pub struct Outcome<'a> {
 pub struct Encoder {
     buf: Vec<u8>,
     scratch: Scratch,
+    matching: MatchScratch,
     scored_at: String,
+    /// Recent examples of the current batch.
+    pub samples: Samples,
 }
 
 impl Encoder {
@@ -138,6 +168,22 @@ impl Encoder {
         match parsed {
             Ok(p) => {
                 let pred = serving.model.score_with(&p.text, &mut self.scratch);
+                let subjects = ctx
+                    .subjects
+                    .as_ref()
+                    .map_or(0, |s| s.matches(&p.text, &mut self.matching));
+                let positive_probability = pred.positive_probability();
+                let slot = &mut self.samples.taken[pred.label.index()];
+                if self.samples.wanted && slot.is_none() {
+                    *slot = Some((
+                        p.id.as_deref().map(str::to_owned),
+                        p.text
+                            .chars()
+                            .take(crate::opinion::RECENT_TEXT_CHARS)
+                            .collect(),
+                        positive_probability,
+                    ));
+                }
                 self.buf.clear();
                 // Serializing this struct of strings and numbers into a Vec cannot fail.
                 let _ = serde_json::to_writer(
@@ -157,6 +203,7 @@ impl Encoder {
                             offset,
                         },
                         scored_at: &self.scored_at,
+                        subjects: ctx.subjects.as_deref().map(|s| SubjectNames(s, subjects)),
                     },
                 );
                 Outcome {
@@ -168,6 +215,8 @@ impl Encoder {
                     }),
                     dead_letter: None,
                     label: Some(pred.label),
+                    positive_probability,
+                    subjects,
                 }
             }
             Err(e) => {
@@ -189,6 +238,8 @@ impl Encoder {
                         }),
                     dead_letter: Some(e.code()),
                     label: None,
+                    positive_probability: 0.0,
+                    subjects: 0,
                 }
             }
         }
@@ -267,6 +318,7 @@ mod tests {
                 ..InputSpec::default()
             },
             max_message_bytes: 16 * 1024,
+            subjects: None,
         }
     }
 

@@ -10,11 +10,12 @@
 use super::acker::{Acker, Fault};
 use super::batcher::Batch;
 use super::producer::Sink;
-use super::record::{Encoder, ScoreContext, ServingModel};
+use super::record::{Encoder, Samples, ScoreContext, ServingModel};
 use super::transactions::{Cadence, GroupView, Transaction};
 use super::{Stats, StreamError};
 use crate::metrics::DeploymentMetrics;
 use crate::model::{Label, ModelHandle};
+use crate::opinion::{Opinion, Sample, Tally as OpinionTally};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::ClientConfig;
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Scorer {
     pub abort: CancellationToken,
     /// The consumer has finished: end once the channel is empty.
     pub finished: CancellationToken,
+    /// The deployment's opinion windows and recent examples.
+    pub opinion: Arc<Opinion>,
     /// Cancelled once the first producer exists (for exactly-once: its transactions are
     /// initialised, so this instance's earlier transactions are complete).
     pub producer_ready: CancellationToken,
@@ -143,7 +146,13 @@ impl Scorer {
         let started = Instant::now();
         let serving = self.model.current();
         let mut tally = Tally::default();
+        let mut opinion = OpinionTally::default();
+        let (window_ms, now) = (self.opinion.window_ms(), super::now_ms());
         encoder.begin_batch();
+        encoder.samples = Samples {
+            wanted: true,
+            taken: Default::default(),
+        };
         for item in batch.items() {
             let key = batch.key(item);
             let out = encoder.encode(
@@ -155,12 +164,31 @@ impl Scorer {
                 batch.payload(item),
             );
             tally.count(out.label, out.dead_letter);
+            if let Some(label) = out.label {
+                // Event time: the record's timestamp, never ahead of the wall clock.
+                let at = item.timestamp_ms.unwrap_or(now).min(now);
+                let (positive, p) = (
+                    label == Label::Positive,
+                    f64::from(out.positive_probability),
+                );
+                opinion.add(window_ms, at, 0, positive, p);
+                let mut mask = out.subjects;
+                while mask != 0 {
+                    let subject = mask.trailing_zeros() as usize;
+                    opinion.add(window_ms, at, subject + 1, positive, p);
+                    mask &= mask - 1;
+                }
+            }
             let source = (item.partition, item.offset);
             sink.send(out.topic, key, out.value, out.headers, source, &stop);
             if let Some(t) = txn.as_deref_mut() {
                 t.produced(item.partition, item.offset);
             }
         }
+        let samples = std::mem::take(&mut encoder.samples.taken)
+            .map(|t| t.map(|(id, text, p)| Sample::new(id.as_deref(), &text, f64::from(p), now)));
+        self.opinion
+            .record_batch(&opinion, samples, &serving.version, now);
         let metrics = self.stats.metrics();
         tally.record(metrics);
         metrics.batch_records.observe(batch.len() as f64);

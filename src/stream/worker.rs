@@ -39,6 +39,8 @@ pub struct Worker {
     pub abort: CancellationToken,
     /// Deployment counters.
     pub stats: Arc<Stats>,
+    /// The deployment's opinion windows.
+    pub opinion: Arc<crate::opinion::Opinion>,
 }
 
 impl Worker {
@@ -92,6 +94,7 @@ impl Worker {
             abort: abort.clone(),
             finished: finished.clone(),
             producer_ready: producer_ready.clone(),
+            opinion: self.opinion.clone(),
         };
         let scorer = std::thread::Builder::new()
             .name(format!("ss-score-{}", self.index))
