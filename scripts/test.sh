@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --lib --bins --benches --test cli --test robustness
-cargo test --locked --test pipeline --test control -- --test-threads=1
+cargo test --locked --test pipeline --test control --test opinion -- --test-threads=1

@@ -99,6 +99,10 @@ pub async fn run(
             metrics: metrics.clone(),
             uploads: Arc::new(tokio::sync::Semaphore::new(2)),
             max_model_bytes: settings.http.max_model_bytes,
+            streams: Arc::new(tokio::sync::Semaphore::new(
+                crate::http::opinion::MAX_STREAMS,
+            )),
+            closing: stop.clone(),
         });
         let stop = stop.clone();
         tasks.spawn(async move {

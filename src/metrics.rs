@@ -1,6 +1,7 @@
 //! Every metric of the daemon, defined once, named per Prometheus rules (base units,
 //! `_total` counters, `_seconds` histograms) and labelled only with small fixed sets:
-//! deployment, label, reason, topic kind, partition, status, route template.
+//! deployment, label, reason, topic kind, partition, status, route template, and opinion
+//! subject (at most `opinion::subjects::MAX_SUBJECTS` per deployment).
 //!
 //! The data plane records through [`DeploymentMetrics`], whose handles are resolved once per
 //! deployment start, so a record costs an atomic add (per batch where the stage batches), never
@@ -10,7 +11,7 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -56,6 +57,9 @@ pub struct Metrics {
     model_swaps: IntCounterVec,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    opinion_tweets: IntGaugeVec,
+    opinion_share: GaugeVec,
+    opinion_late: IntGaugeVec,
 }
 
 /// What the scrape needs to know of one deployment's state.
@@ -67,6 +71,8 @@ pub struct DeploymentState {
     pub status: &'static str,
     /// Model context id and version serving now, if loaded.
     pub model: Option<(String, String)>,
+    /// The latest closed opinion window of each subject (`*` first), and the late records.
+    pub opinion: Option<(Vec<crate::opinion::WindowSummary>, u64)>,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -182,8 +188,29 @@ impl Metrics {
                 &["method", "route"],
                 prometheus::exponential_buckets(0.0005, 4.0, 9).expect("valid buckets"),
             ),
+            opinion_tweets: gauge(
+                "streamscore_opinion_window_tweets",
+                "Tweets in the latest closed opinion window, by subject (\"*\" is every tweet) and label.",
+                &["deployment", "subject", "label"],
+            ),
+            opinion_share: GaugeVec::new(
+                Opts::new(
+                    "streamscore_opinion_positive_share",
+                    "Share of POSITIVE tweets in the latest closed opinion window, by subject (0 when it had none).",
+                ),
+                &["deployment", "subject"],
+            )
+            .expect("valid metric definition"),
+            opinion_late: gauge(
+                "streamscore_opinion_late_records",
+                "Records that arrived after their opinion window had closed, since the deployment was loaded.",
+                d,
+            ),
         };
-        let collectors: [Box<dyn Collector>; 16] = [
+        let collectors: [Box<dyn Collector>; 19] = [
+            Box::new(m.opinion_tweets.clone()),
+            Box::new(m.opinion_share.clone()),
+            Box::new(m.opinion_late.clone()),
             Box::new(m.consumed.clone()),
             Box::new(m.scored.clone()),
             Box::new(m.produced.clone()),
@@ -281,7 +308,27 @@ impl Metrics {
     pub fn encode(&self, deployments: &[DeploymentState]) -> String {
         self.status.reset();
         self.model_info.reset();
+        self.opinion_tweets.reset();
+        self.opinion_share.reset();
+        self.opinion_late.reset();
         for d in deployments {
+            if let Some((windows, late)) = &d.opinion {
+                self.opinion_late
+                    .with_label_values(&[&d.id])
+                    .set(*late as i64);
+                for w in windows {
+                    let labels = |l| [d.id.as_str(), w.subject.as_str(), l];
+                    self.opinion_tweets
+                        .with_label_values(&labels("POSITIVE"))
+                        .set(w.positive as i64);
+                    self.opinion_tweets
+                        .with_label_values(&labels("NEGATIVE"))
+                        .set(w.negative as i64);
+                    self.opinion_share
+                        .with_label_values(&[&d.id, &w.subject])
+                        .set(w.positive_share);
+                }
+            }
             for s in STATUSES {
                 self.status
                     .with_label_values(&[&d.id, s])
@@ -371,6 +418,21 @@ impl DeploymentMetrics {
             .set(lag);
     }
 
+    /// The deployment's consumer lag summed over its owned partitions (as last reported).
+    pub fn lag_total(&self) -> i64 {
+        self.lag
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "deployment" && l.value() == self.id)
+            })
+            .map(|m| m.get_gauge().value() as i64)
+            .sum()
+    }
+
     /// Removes the lag series of partitions no longer owned.
     pub fn remove_lag(&self, partitions: &[i32]) {
         let mut buf = itoa::Buffer::new();
@@ -400,6 +462,19 @@ mod tests {
             id: "d1".into(),
             status: "RUNNING",
             model: Some(("ctx".into(), "3".into())),
+            opinion: Some((
+                vec![crate::opinion::WindowSummary {
+                    subject: "acme".into(),
+                    start_ms: 0,
+                    end_ms: 60_000,
+                    positive: 3,
+                    negative: 1,
+                    positive_share: 0.75,
+                    mean_positive_probability: 0.7,
+                    closed: true,
+                }],
+                2,
+            )),
         }]);
         for line in [
             "streamscore_records_consumed_total{deployment=\"d1\"} 3",
@@ -412,6 +487,9 @@ mod tests {
             "streamscore_model_swaps_total{context_id=\"ctx\"} 1",
             "streamscore_end_to_end_latency_seconds_count{deployment=\"d1\"} 1",
             "streamscore_http_requests_total{method=\"GET\",route=\"/health/live\",status=\"200\"} 1",
+            "streamscore_opinion_window_tweets{deployment=\"d1\",label=\"POSITIVE\",subject=\"acme\"} 3",
+            "streamscore_opinion_positive_share{deployment=\"d1\",subject=\"acme\"} 0.75",
+            "streamscore_opinion_late_records{deployment=\"d1\"} 2",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -135,6 +135,10 @@ pub struct View {
     pub stats: StatsSnapshot,
     /// Model version serving now, if a model is loaded.
     pub model_version: Option<String>,
+    /// Consumer lag summed over the owned partitions.
+    pub lag: i64,
+    /// Opinion windows, once it has started.
+    pub opinion: Option<Arc<crate::opinion::Opinion>>,
 }
 
 struct Run {
@@ -457,6 +461,8 @@ impl Entry {
             status,
             stats,
             model_version: self.model.as_ref().map(|m| m.current().version.clone()),
+            lag: self.stats.metrics().lag_total(),
+            opinion: self.opinion.clone(),
         }
     }
 }

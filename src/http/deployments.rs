@@ -57,6 +57,8 @@ fn render(v: &View) -> Value {
             "origin": r.origin,
             "delivery": r.delivery,
             "start_from": r.start_from,
+            "subjects": r.subjects,
+            "summary_topic": r.summary_topic,
         }
     })
 }
@@ -69,7 +71,7 @@ fn belongs(v: &View, instance_id: &str, published_model_id: &str) -> bool {
             && v.record.published_model_id == published_model_id)
 }
 
-async fn find(state: &AppState, p: &ItemPath) -> Result<View, ApiError> {
+pub(super) async fn find(state: &AppState, p: &ItemPath) -> Result<View, ApiError> {
     let v = state.manager.get(&p.deployment_id).await?;
     if v.record.guid != p.deployment_id || !belongs(&v, &p.instance_id, &p.published_model_id) {
         return Err(ApiError::new(

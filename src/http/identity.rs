@@ -66,7 +66,7 @@ async fn issue(
 }
 
 /// The answer to a login refused before its password was checked.
-fn refusal(r: Refusal) -> Response {
+pub(super) fn refusal(r: Refusal) -> Response {
     match r {
         Refusal::Busy => {
             let mut res = ApiError::new(

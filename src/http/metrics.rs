@@ -21,6 +21,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             model: v
                 .model_version
                 .map(|version| (v.record.published_model_id.clone(), version)),
+            opinion: v.opinion.as_ref().map(|o| o.latest_closed()),
             id: v.record.guid,
         })
         .collect();

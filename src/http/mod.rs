@@ -2,7 +2,8 @@
 //!
 //! One file per API: [`models`] (`/pm/v1/model`), [`identity`] (`/v2/identity/token`),
 //! [`deployments`] (`/v3/wml_instances/…/deployments`), [`health`] (`/health/live`,
-//! `/health/ready`) and [`metrics`] (`/metrics`). Errors of the v3 API map to status
+//! `/health/ready`), [`metrics`] (`/metrics`), [`opinion`] (opinion JSON and live event
+//! streams) and `page` (the live opinion page at `/`, its login and assets). Errors of the v3 API map to status
 //! codes in one place, [`ApiError`]; the model API keeps the seeds' `200 {"flag": false}`.
 
 mod deployments;
@@ -10,6 +11,8 @@ mod health;
 mod identity;
 mod metrics;
 mod models;
+pub mod opinion;
+mod page;
 pub mod throttle;
 
 use crate::auth::{AuthError, Authenticator};
@@ -19,7 +22,7 @@ use crate::store::ModelStore;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use std::convert::Infallible;
@@ -43,6 +46,10 @@ pub struct AppState {
     pub uploads: Arc<tokio::sync::Semaphore>,
     /// Largest accepted model upload, in bytes.
     pub max_model_bytes: usize,
+    /// Live opinion streams open at once (see [`opinion::MAX_STREAMS`]).
+    pub streams: Arc<tokio::sync::Semaphore>,
+    /// Cancelled when the daemon shuts down: open event streams end.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 /// Requests served at once; more wait for a slot (within their timeout).
@@ -65,7 +72,11 @@ pub fn router(state: AppState) -> Router {
     };
     let mut api = Router::new()
         .route(v3, get(deployments::list).post(deployments::create))
-        .route(&format!("{v3}/{{deployment_id}}"), one());
+        .route(&format!("{v3}/{{deployment_id}}"), one())
+        .route(
+            &format!("{v3}/{{deployment_id}}/opinion"),
+            get(opinion::get_opinion),
+        );
     // The seed's PATCH and DELETE examples spell the path in French; serve it as written
     // (percent-encoded, either hex case).
     for models in ["mod%C3%A8les_publi%C3%A9s", "mod%c3%a8les_publi%c3%a9s"] {
@@ -79,8 +90,17 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
+        .route("/", get(page::index))
+        .route("/login", post(page::login))
+        .route("/logout", post(page::logout))
+        .route("/assets/opinion.js", get(page::script))
+        .route("/assets/opinion.css", get(page::style))
+        .route("/opinion/deployments", get(opinion::list))
         .layer(DefaultBodyLimit::max(MAX_JSON_BODY_BYTES))
         .layer(timeout(REQUEST_TIMEOUT));
+    // Event streams outlive the request timeout: each ends by itself after
+    // `opinion::STREAM_LIFETIME`, and at most `opinion::MAX_STREAMS` are open.
+    let api = api.route("/opinion/stream/{deployment_id}", get(opinion::stream));
     Router::new()
         .route(
             "/pm/v1/model/{context_id}",

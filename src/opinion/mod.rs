@@ -30,7 +30,7 @@ pub const RECENT_PER_LABEL: usize = 5;
 pub const RECENT_TEXT_CHARS: usize = 280;
 /// Model version changes remembered.
 pub const MAX_MODEL_MARKS: usize = 100;
-/// Most windows kept per subject (`history_ms / window_ms`).
+/// Most windows kept per subject, whatever `history_ms` says.
 pub const MAX_HISTORY_WINDOWS: u64 = 10_080;
 
 /// Opinion summary settings of a deployment.
@@ -46,7 +46,8 @@ pub struct SummaryConfig {
     /// How long after a window's end its records may still arrive (ms).
     #[serde(default = "default_lateness_ms")]
     pub allowed_lateness_ms: u64,
-    /// How long closed windows stay in memory for the page and the API (ms).
+    /// How long closed windows stay in memory for the page and the API (ms; at most
+    /// [`MAX_HISTORY_WINDOWS`] windows are kept).
     #[serde(default = "default_history_ms")]
     pub history_ms: u64,
 }
@@ -81,12 +82,10 @@ impl SummaryConfig {
         if self.allowed_lateness_ms > 3_600_000 {
             return Err(("allowed_lateness_ms", "must be at most 3600000".into()));
         }
-        if self.history_ms < self.window_ms
-            || self.history_ms / self.window_ms > MAX_HISTORY_WINDOWS
-        {
+        if !(self.window_ms..=366 * 86_400_000).contains(&self.history_ms) {
             return Err((
                 "history_ms",
-                format!("must hold 1 to {MAX_HISTORY_WINDOWS} windows"),
+                "must be at least window_ms and at most a year".into(),
             ));
         }
         if self.topic.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -95,12 +94,15 @@ impl SummaryConfig {
         Ok(())
     }
 
-    /// The window settings.
+    /// The window settings; the history holds at most [`MAX_HISTORY_WINDOWS`] windows.
     pub fn windows(&self) -> WindowSettings {
+        let history = self
+            .history_ms
+            .min(self.window_ms.saturating_mul(MAX_HISTORY_WINDOWS));
         WindowSettings {
             window_ms: self.window_ms as i64,
             lateness_ms: self.allowed_lateness_ms as i64,
-            history_ms: self.history_ms as i64,
+            history_ms: history as i64,
         }
     }
 }
@@ -215,7 +217,7 @@ impl Opinion {
 
     /// Takes back windows read from the summary topic, once.
     pub fn restore(&self, saved: Vec<WindowSummary>) {
-        self.lock().windows.restore(saved);
+        self.lock().windows.restore(saved, crate::stream::now_ms());
         self.restored.store(true, Ordering::SeqCst);
     }
 
@@ -268,6 +270,12 @@ impl Opinion {
     /// Closes the windows that are due (see [`window`]).
     pub fn close_due(&self, wall_ms: i64) -> Vec<WindowSummary> {
         self.lock().windows.close_due(wall_ms)
+    }
+
+    /// The most recently closed window of every subject, and the late records so far.
+    pub fn latest_closed(&self) -> (Vec<WindowSummary>, u64) {
+        let s = self.lock();
+        (s.windows.latest_closed(), s.windows.late())
     }
 
     /// The windows still open.

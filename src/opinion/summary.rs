@@ -107,7 +107,7 @@ fn read_topic(
     prefix: &str,
     oldest: i64,
 ) -> Result<Vec<WindowSummary>, SummaryError> {
-    let consumer: BaseConsumer = c.create()?;
+    let consumer: BaseConsumer<Reader> = c.create_with_context(Reader)?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut tpl = TopicPartitionList::new();
     for p in md.topics().iter().flat_map(|t| t.partitions()) {
@@ -154,6 +154,21 @@ fn read_topic(
     v.sort_by_key(|w| w.start_ms);
     Ok(v)
 }
+
+/// The restore consumer's context: reaching a partition's end is expected, not an error.
+struct Reader;
+
+impl rdkafka::ClientContext for Reader {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_))
+            && !reason.contains("PartitionEOF")
+        {
+            warn!(%error, reason, "summary topic reader");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Reader {}
 
 /// Writes closed windows to the summary topic, at least once, in closing order.
 pub struct SummaryWriter {

@@ -241,10 +241,27 @@ impl Windows {
         v
     }
 
+    /// The most recently closed window of every subject (zero counts for a subject without
+    /// tweets in it), `*` first; empty before any window closed.
+    pub fn latest_closed(&self) -> Vec<WindowSummary> {
+        if self.closed_before == i64::MIN {
+            return Vec::new();
+        }
+        let start = self.closed_before - self.settings.window_ms;
+        (0..self.subjects.len())
+            .map(|i| {
+                let c = self.closed.get(&(i, start)).copied().unwrap_or_default();
+                self.summary(i, start, &c, true)
+            })
+            .collect()
+    }
+
     /// Takes back windows read from the summary topic: closed ones join the history and close
     /// everything before their end (so replayed records never count twice); open ones (saved
-    /// at a clean stop) seed the open windows. Subjects no longer defined are skipped.
-    pub fn restore(&mut self, saved: impl IntoIterator<Item = WindowSummary>) {
+    /// at a clean stop) seed the open windows. Subjects no longer defined are skipped. A quiet
+    /// stream closes the seeded windows `window + lateness` after `wall_ms`.
+    pub fn restore(&mut self, saved: impl IntoIterator<Item = WindowSummary>, wall_ms: i64) {
+        self.last_record_wall_ms = wall_ms;
         let w = self.settings.window_ms;
         for ws in saved {
             let Some(subject) = self.subjects.iter().position(|n| *n == ws.subject) else {
@@ -357,7 +374,7 @@ mod tests {
         let saved_open = w.open_summaries();
         // A restart: the same records replayed into fresh windows restored from the topic.
         let mut r = windows();
-        r.restore(emitted.iter().cloned().chain(saved_open));
+        r.restore(emitted.iter().cloned().chain(saved_open), 0);
         assert_eq!(r.merge(&batch(&[(1_000, true), (70_000, true)]), 0), 2);
         r.merge(&batch(&[(200_500, false)]), 0);
         let open = r.open_summaries();
