@@ -512,6 +512,59 @@ fn the_page_and_its_stream_refuse_missing_or_forged_tokens() {
             .await
             .unwrap();
         assert_eq!(create.status(), 401);
+        // Deployments created over the API take subjects and a summary topic, validated.
+        let token: Value = http
+            .get(format!("{base}/v2/identity/token"))
+            .basic_auth(USER, Some(PASSWORD))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let bearer = token["token"].as_str().unwrap().to_owned();
+        let body = |subjects: Value| {
+            let conn = serde_json::json!({"kafka_brokers_sasl": [broker.addr]});
+            serde_json::json!({
+                "name": format!("api-{}", subjects.to_string().len()), "type": "stream",
+                "input": {"connection": conn, "source": {"topic": "tweets", "type": "kafka"}},
+                "output": {"connection": conn, "target": {"topic": "scored", "type": "kafka"}},
+                "subjects": subjects, "summary_topic": "tweets.opinion"
+            })
+        };
+        let url = format!("{base}/v3/wml_instances/x/published_models/y/deployments");
+        for (bad, why) in [
+            (serde_json::json!({"a b": ["x"]}), "subject name"),
+            (serde_json::json!({"acme": []}), "keywords"),
+            (
+                serde_json::json!({"acme": ["one two three four five"]}),
+                "more than 4 words",
+            ),
+        ] {
+            let r = http
+                .post(&url)
+                .bearer_auth(&bearer)
+                .json(&body(bad))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 400);
+            let text = r.text().await.unwrap();
+            assert!(text.contains("subjects") && text.contains(why), "{text}");
+        }
+        let r = http
+            .post(&url)
+            .bearer_auth(&bearer)
+            .json(&body(
+                serde_json::json!({"acme": ["acme", "#acmephone", "@acme"]}),
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let created: Value = r.json().await.unwrap();
+        assert_eq!(created["entity"]["subjects"]["acme"][2], "@acme");
+        assert_eq!(created["entity"]["summary_topic"], "tweets.opinion");
         // The assets are public and come from the daemon itself.
         for asset in ["/assets/opinion.js", "/assets/opinion.css"] {
             let r = get(asset, None).await.unwrap();
