@@ -7,6 +7,8 @@
 //! (b) `streamscore run` with the shipped model, at-least-once, 2 workers
 //!     (`PIPELINE_BENCH_WORKERS`);
 //! (c) `streamscore run --delivery exactly-once`, as many workers;
+//! (d) (b) with five subjects and opinion summaries written to a summary topic (the cost of
+//!     the opinion features: its ratio to (b));
 //! (b') with `PIPELINE_BENCH_COMPARE_BIN=path/to/streamscore`, (b) again with that binary (an
 //!     older build, say), and the ratio of (b) to it.
 //!
@@ -33,6 +35,19 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const PARTITIONS: i32 = 4;
+/// Subjects of pass (d): words frequent in the sample tweets, a hashtag, a mention, a phrase.
+const SUBJECTS: [&str; 10] = [
+    "--subject",
+    "love=love,#love",
+    "--subject",
+    "work=work,job,office",
+    "--subject",
+    "weather=weather,rain,sun,#weather",
+    "--subject",
+    "acme=acme,@acme,#acmephone,acme phone",
+    "--subject",
+    "day=day,today,tonight",
+];
 /// The daemon's default fetch wait, used by the bare copy too.
 const FETCH_WAIT_MS: &str = streamscore::stream::kafka::DEFAULT_FETCH_WAIT_MS;
 
@@ -80,11 +95,14 @@ fn main() {
     // Another build of streamscore to compare (b) with, e.g. one without a feature.
     let compare = std::env::var_os("PIPELINE_BENCH_COMPARE_BIN").map(std::path::PathBuf::from);
     let (mut a, mut b, mut c, mut b2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut d = Vec::new();
     for run in 0..runs {
-        for t in ["a", "b", "c", "b2"] {
+        for t in ["a", "b", "c", "b2", "d"] {
             rt.block_on(broker.create_topic(&format!("out-{t}-{run}"), PARTITIONS));
             rt.block_on(broker.create_topic(&format!("out-{t}-{run}.dlq"), PARTITIONS));
         }
+        let summary_topic = format!("out-d-{run}.opinion");
+        rt.block_on(broker.create_topic(&summary_topic, 1));
         a.push(bare_pass(&broker, n, run));
         if let Some(bin) = &compare {
             b2.push(daemon_pass_with(
@@ -106,6 +124,18 @@ fn main() {
             "c",
             &["--delivery", "exactly-once"],
         ));
+        d.push(daemon_pass(
+            &broker,
+            dir.path(),
+            n,
+            run,
+            "d",
+            &[
+                &["--summary-topic", summary_topic.as_str()][..],
+                &SUBJECTS[..],
+            ]
+            .concat(),
+        ));
         let show = |name: &str, p: &Pass| {
             println!(
                 "run {run} {name}: {:>9.0} records/s  {:>5.2} µs CPU/record  peak RSS {:>5.1} MB  broker {:>5.2} µs/record",
@@ -116,6 +146,7 @@ fn main() {
             show("(a) bare copy    ", &a[run]);
             show("(b) at-least-once", &b[run]);
             show("(c) exactly-once ", &c[run]);
+            show("(d) (b) + opinion", &d[run]);
             if let Some(p) = b2.get(run) {
                 show("(b') compare bin ", p);
             }
@@ -123,10 +154,10 @@ fn main() {
     }
     if !bench {
         // Under `cargo test`: a smoke pass over a few records, not a measurement.
-        println!("pipeline bench smoke pass: {n} records through (a), (b) and (c), all delivered (run `cargo bench --bench pipeline` for figures)");
+        println!("pipeline bench smoke pass: {n} records through (a), (b), (c) and (d), all delivered (run `cargo bench --bench pipeline` for figures)");
         return;
     }
-    let (a, b, c) = (median(&a), median(&b), median(&c));
+    let (a, b, c, d) = (median(&a), median(&b), median(&c), median(&d));
     println!("median of {runs} runs, {n} records:");
     println!(
         "(a) bare copy     {:>9.0} records/s  {:.2} µs CPU/record  broker {:.2} µs/record",
@@ -148,6 +179,14 @@ fn main() {
         c.rss_mb,
         c.broker_us,
         c.rate / a.rate
+    );
+    println!(
+        "(d) (b) + opinion {:>9.0} records/s  {:.2} µs CPU/record  peak RSS {:.1} MB  → {:.2}× (b), CPU {:+.2} µs",
+        d.rate,
+        d.cpu_us,
+        d.rss_mb,
+        d.rate / b.rate,
+        d.cpu_us - b.cpu_us
     );
     if !b2.is_empty() {
         let b2 = median(&b2);

@@ -23,11 +23,14 @@ trap cleanup EXIT
 suffix=$(date +%s)
 in=demo-tweets-$suffix out=demo-scored-$suffix
 $bin topics create --partitions 2 "$in" "$out" "$out.dlq"
+$bin topics create --partitions 1 "$out.opinion"
 
 echo "== streamscore run: $in -> $out (log: .local/demo.log)"
 mkdir -p .local
 $bin run --input-topic "$in" --output-topic "$out" --name demo \
   --listen 127.0.0.1:0 --state-dir .local/demo-state --socket .local/demo.sock \
+  --subject 'travel=flight,holiday,landed,queue' --subject 'coffee=coffee,#coffee,@cafe_luna' \
+  --summary-topic "$out.opinion" --summary-window-ms 5000 --summary-lateness-ms 1000 \
   --kafka session.timeout.ms=6000 >.local/demo.log 2>&1 &
 pid=$!
 
@@ -36,3 +39,8 @@ $bin topics produce "$in" samples/tweets.jsonl
 
 echo "== labeled output"
 $bin topics read "$out" --max "$(grep -c . samples/tweets.jsonl)" --idle-ms 20000
+
+echo "== opinion windows (5 s windows per subject; \"*\" is every tweet) from $out.opinion"
+# Windows close 6 s after the stream goes quiet (window + lateness), then they are written.
+$bin topics read "$out.opinion" --idle-ms 12000
+echo "== (a running daemon shows these live at http://127.0.0.1:8080/ once you sign in)"

@@ -230,3 +230,37 @@ fn start_from_is_validated_and_auto_offset_reset_is_refused() {
     .unwrap_err();
     assert!(e.to_string().contains("start_from"), "{e}");
 }
+
+#[test]
+fn subjects_and_summary_settings_are_read_and_checked_by_name() {
+    let s = load_toml(&format!(
+        "{GOOD}[deployments.subjects]\nacme = [\"acme\", \"#acmephone\", \"@acme\"]\n\
+         [deployments.summary]\ntopic = \"opinion\"\nwindow_ms = 30000\n"
+    ))
+    .unwrap();
+    let d = &s.deployments[0];
+    assert_eq!(d.subjects["acme"], ["acme", "#acmephone", "@acme"]);
+    assert_eq!(d.summary.topic.as_deref(), Some("opinion"));
+    assert_eq!(d.summary.window_ms, 30_000);
+    assert_eq!(d.summary.allowed_lateness_ms, 10_000, "default lateness");
+    for (extra, key) in [
+        (
+            "[deployments.subjects]\n\"a b\" = [\"x\"]\n",
+            "deployments[0].subjects",
+        ),
+        (
+            "[deployments.summary]\nwindow_ms = 10\n",
+            "deployments[0].summary.window_ms",
+        ),
+        (
+            "[deployments.summary]\ntopic = \"in\"\n",
+            "deployments[0].summary.topic",
+        ),
+        ("[control.summary]\nwindow_ms = 10\n", "summary.window_ms"),
+    ] {
+        let err = load_toml(&format!("{GOOD}{extra}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key), "{extra}: {err}");
+    }
+}

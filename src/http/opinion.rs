@@ -25,6 +25,8 @@ pub const SESSION_COOKIE: &str = "streamscore_session";
 pub const DEFAULT_WINDOWS: usize = 30;
 /// Most windows per subject one request may ask for.
 pub const MAX_WINDOWS: usize = 1_440;
+/// Most windows per subject an event stream may ask for (it sends them every second).
+pub const MAX_STREAM_WINDOWS: usize = 120;
 /// Event streams open at once; more are refused with 503.
 pub const MAX_STREAMS: usize = 16;
 /// Time between two snapshots of an event stream.
@@ -85,12 +87,12 @@ pub struct WindowsQuery {
 }
 
 impl WindowsQuery {
-    fn count(&self) -> Result<usize, ApiError> {
+    fn count(&self, max: usize) -> Result<usize, ApiError> {
         match self.windows {
             None => Ok(DEFAULT_WINDOWS),
-            Some(n) if (1..=MAX_WINDOWS).contains(&n) => Ok(n),
+            Some(n) if (1..=max).contains(&n) => Ok(n),
             Some(_) => Err(ApiError::bad_request(format!(
-                "windows must be between 1 and {MAX_WINDOWS}"
+                "windows must be between 1 and {max}"
             ))),
         }
     }
@@ -143,7 +145,7 @@ pub async fn get_opinion(
     Path(p): Path<super::deployments::ItemPath>,
     Query(q): Query<WindowsQuery>,
 ) -> Result<Json<Snapshot>, ApiError> {
-    let n = q.count()?;
+    let n = q.count(MAX_WINDOWS)?;
     let v = super::deployments::find(&state, &p).await?;
     Ok(Json(snapshot(&v, n)))
 }
@@ -178,7 +180,7 @@ pub async fn stream(
     Path(id): Path<String>,
     Query(q): Query<WindowsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let n = q.count()?;
+    let n = q.count(MAX_STREAM_WINDOWS)?;
     state.manager.get(&id).await?;
     let permit = state.streams.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(

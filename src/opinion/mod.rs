@@ -287,11 +287,9 @@ impl Opinion {
     pub fn view(&self, windows: usize) -> OpinionView {
         let s = self.lock();
         let w = &s.windows;
-        let newest = (0..w.subjects().len())
-            .filter_map(|i| w.history(i, i64::MIN).last().map(|x| x.start_ms))
-            .max()
-            .unwrap_or(0);
-        let since = newest.saturating_sub(self.window_ms().saturating_mul(windows as i64 - 1));
+        let newest = w.newest_start().unwrap_or(0);
+        let back = self.window_ms().saturating_mul(windows.max(1) as i64 - 1);
+        let since = newest.saturating_sub(back);
         let subjects = w
             .subjects()
             .iter()
@@ -324,5 +322,73 @@ impl Sample {
             positive_probability,
             at_ms,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opinion() -> Opinion {
+        let subjects: SubjectsConfig = [("acme".to_string(), vec!["acme".to_string()])].into();
+        Opinion::new(&subjects, &SummaryConfig::default()).unwrap()
+    }
+
+    fn tally(n: usize) -> Tally {
+        let mut t = Tally::default();
+        for i in 0..n {
+            t.add(60_000, 1_000 + i as i64, 0, i % 2 == 0, 0.5);
+        }
+        t
+    }
+
+    #[test]
+    fn recent_tweets_and_model_marks_are_bounded_and_newest_first() {
+        let o = opinion();
+        for i in 0..(RECENT_PER_LABEL + 3) {
+            let sample = Sample::new(
+                Some("id"),
+                &format!("tweet {i} {}", "x".repeat(400)),
+                0.9,
+                i as i64,
+            );
+            o.record_batch(&tally(1), [None, Some(sample)], "v1", i as i64);
+        }
+        o.record_batch(&tally(1), [None, None], "v2", 100);
+        o.record_batch(&tally(1), [None, None], "v2", 101);
+        let v = o.view(30);
+        assert_eq!(v.recent_positive.len(), RECENT_PER_LABEL);
+        assert!(v.recent_positive[0].text.starts_with("tweet 7"));
+        assert_eq!(v.recent_positive[0].text.chars().count(), RECENT_TEXT_CHARS);
+        assert!(v.recent_negative.is_empty());
+        let marks: Vec<&str> = v.model_marks.iter().map(|m| m.version.as_str()).collect();
+        assert_eq!(marks, ["v1", "v2"], "a mark per change, not per batch");
+        assert_eq!(v.subjects.len(), 2);
+        assert_eq!(v.subjects[1].keywords, ["acme"]);
+        assert_eq!(v.subjects[0].windows[0].total(), 10);
+    }
+
+    #[test]
+    fn summary_settings_are_checked_and_history_is_capped() {
+        let ok = SummaryConfig::default();
+        assert!(ok.validate().is_ok());
+        let short = SummaryConfig {
+            window_ms: 999,
+            ..SummaryConfig::default()
+        };
+        assert_eq!(short.validate().unwrap_err().0, "window_ms");
+        let history = SummaryConfig {
+            history_ms: 10,
+            ..SummaryConfig::default()
+        };
+        assert_eq!(history.validate().unwrap_err().0, "history_ms");
+        let small = SummaryConfig {
+            window_ms: 1_000,
+            ..SummaryConfig::default()
+        };
+        assert_eq!(
+            small.windows().history_ms,
+            1_000 * MAX_HISTORY_WINDOWS as i64
+        );
     }
 }

@@ -241,6 +241,14 @@ impl Windows {
         v
     }
 
+    /// Start of the newest window holding anything (open, or else the newest closed), if any.
+    pub fn newest_start(&self) -> Option<i64> {
+        let open = self.open.keys().next_back().map(|(start, _)| *start);
+        let closed = (self.closed_before != i64::MIN && !self.closed.is_empty())
+            .then(|| self.closed_before - self.settings.window_ms);
+        open.or(closed)
+    }
+
     /// The most recently closed window of every subject (zero counts for a subject without
     /// tweets in it), `*` first; empty before any window closed.
     pub fn latest_closed(&self) -> Vec<WindowSummary> {

@@ -121,6 +121,16 @@ impl Browser {
         }
     }
 
+    /// Resizes the window.
+    pub async fn set_window(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            json!({"width": width, "height": height}),
+        )
+        .await;
+    }
+
     /// A PNG screenshot of the window.
     pub async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine;

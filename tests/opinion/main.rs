@@ -344,7 +344,16 @@ fn the_live_page_updates_without_reload_and_matches_the_summary_topic() {
         };
         let (n, shown) = futures::join!(producer, watch);
         assert!(n > 0);
+        let weight = b.run(
+            "return performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))
+               .map(e => e.name.replace(location.origin, '') + ' ' + e.transferSize + ' B')").await;
+        eprintln!("page weight (transferred): {weight}");
         let png = b.screenshot().await;
+        // On a phone-sized window nothing spills sideways (wide tables scroll in their box).
+        b.set_window(390, 844).await;
+        let fits = b.wait_for(Duration::from_secs(5), "the phone layout",
+            "return document.documentElement.scrollWidth <= window.innerWidth + 1 ? 'fits' : ''").await;
+        assert_eq!(fits, "fits");
         b.quit().await;
         (png, shown)
     });
