@@ -102,21 +102,26 @@ fn start(broker: &Broker, dir: &Path, name: &str, extra: &[&str]) -> Daemon {
     })
 }
 
-#[test]
-fn known_timestamps_give_exact_windows_and_a_restart_doubles_none() {
+/// A runtime, a broker with `topics` (name, partitions), and a scratch directory.
+fn setup(topics: &[(&str, i32)]) -> (tokio::runtime::Runtime, Broker, tempfile::TempDir) {
     let rt = rt();
     let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        for (t, p) in [
-            ("tweets", 2),
-            ("scored", 2),
-            ("scored.dlq", 1),
-            ("opinion", 1),
-        ] {
-            broker.create_topic(t, p).await;
+        for (t, p) in topics {
+            broker.create_topic(t, *p).await;
         }
     });
+    (rt, broker, tempfile::tempdir().unwrap())
+}
+
+#[test]
+fn known_timestamps_give_exact_windows_and_a_restart_doubles_none() {
+    let (rt, broker, dir) = setup(&[
+        ("tweets", 2),
+        ("scored", 2),
+        ("scored.dlq", 1),
+        ("opinion", 1),
+    ]);
     // 10 s windows in the past, aligned; lateness 20 s (so the watermark trails the newest
     // record by two windows, and a quiet stream closes its windows after 30 s).
     let w: i64 = 10_000;
@@ -261,19 +266,12 @@ fn png_colours(bytes: &[u8]) -> (usize, u32, u32) {
 
 #[test]
 fn the_live_page_updates_without_reload_and_matches_the_summary_topic() {
-    let rt = rt();
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        for (t, p) in [
-            ("tweets", 2),
-            ("scored", 2),
-            ("scored.dlq", 1),
-            ("opinion", 1),
-        ] {
-            broker.create_topic(t, p).await;
-        }
-    });
+    let (rt, broker, dir) = setup(&[
+        ("tweets", 2),
+        ("scored", 2),
+        ("scored.dlq", 1),
+        ("opinion", 1),
+    ]);
     let config = auth_config(dir.path());
     let flags = [
         &SUBJECTS[..],
@@ -394,14 +392,7 @@ fn the_live_page_updates_without_reload_and_matches_the_summary_topic() {
 
 #[test]
 fn the_page_and_its_stream_refuse_missing_or_forged_tokens() {
-    let rt = rt();
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        for (t, p) in [("tweets", 1), ("scored", 1), ("scored.dlq", 1)] {
-            broker.create_topic(t, p).await;
-        }
-    });
+    let (rt, broker, dir) = setup(&[("tweets", 1), ("scored", 1), ("scored.dlq", 1)]);
     let config = auth_config(dir.path());
     let d = start(&broker, dir.path(), "guarded", &["--config", &config]);
     wait_until(
