@@ -20,7 +20,7 @@ pub use window::{Tally, WindowSettings, WindowSummary, Windows};
 
 use crate::model::Label;
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -163,6 +163,8 @@ pub struct OpinionView {
 
 struct State {
     windows: Windows,
+    /// Last input offset counted, per partition.
+    counted: HashMap<i32, i64>,
     recent: [VecDeque<Sample>; 2],
     marks: VecDeque<ModelMark>,
 }
@@ -198,6 +200,7 @@ impl Opinion {
             keywords: keywords.clone(),
             state: Mutex::new(State {
                 windows: Windows::new(config.windows(), names),
+                counted: HashMap::new(),
                 recent: Default::default(),
                 marks: VecDeque::new(),
             }),
@@ -236,6 +239,11 @@ impl Opinion {
         self.config.window_ms as i64
     }
 
+    /// A tally for one batch, knowing which records this process has counted already.
+    pub fn tally(&self) -> Tally {
+        Tally::new(self.window_ms(), self.lock().counted.clone())
+    }
+
     /// Adds one scored batch: its window counts, a recent example per label (by
     /// [`Label::index`]), and the model
     /// version it was scored with. Returns how many of its tweets were late.
@@ -248,6 +256,10 @@ impl Opinion {
     ) -> u64 {
         let mut s = self.lock();
         let late = s.windows.merge(tally, wall_ms);
+        for (&partition, &offset) in &tally.counted {
+            let last = s.counted.entry(partition).or_insert(-1);
+            *last = (*last).max(offset);
+        }
         for (i, sample) in samples.into_iter().enumerate() {
             if let Some(sample) = sample {
                 let q = &mut s.recent[i];
@@ -335,11 +347,24 @@ mod tests {
     }
 
     fn tally(n: usize) -> Tally {
-        let mut t = Tally::default();
+        let mut t = Tally::new(60_000, HashMap::new());
         for i in 0..n {
-            t.add(60_000, 1_000 + i as i64, 0, i % 2 == 0, 0.5);
+            t.add(1_000 + i as i64, 0, i % 2 == 0, 0.5);
         }
         t
+    }
+
+    #[test]
+    fn a_batch_scored_again_counts_nothing() {
+        let o = opinion();
+        for _ in 0..2 {
+            let mut t = o.tally();
+            for offset in 0..10 {
+                t.count(3, offset, 1_000, 0, true, 0.9);
+            }
+            o.record_batch(&t, [None, None], "v1", 0);
+        }
+        assert_eq!(o.view(1).subjects[0].windows[0].positive, 10);
     }
 
     #[test]

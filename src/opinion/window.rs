@@ -10,7 +10,7 @@
 //! Closed windows are kept for `history`, measured back from the watermark.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Window length, allowed lateness and history kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,18 +79,62 @@ pub struct WindowSummary {
 }
 
 /// Per-batch counts, merged into [`Windows`] under one lock.
+///
+/// It also knows, per input partition, the last offset this process has counted: a record
+/// scored again (a rewind after a failed delivery, a restart in the same process, a partition
+/// moving between workers) is not counted twice.
 #[derive(Debug, Default)]
 pub struct Tally {
+    window_ms: i64,
     cells: Vec<((i64, usize), Counts)>,
     /// Newest event time in the batch.
     pub max_event_ms: Option<i64>,
+    /// Last offset counted per partition (this process's, plus this batch's).
+    pub(super) counted: HashMap<i32, i64>,
+    /// Records skipped because they had been counted already.
+    pub recounted: u64,
 }
 
 impl Tally {
-    /// Counts a tweet at `event_ms` (already clamped) under subject index `subject`
-    /// (0 is every tweet) in a window of `window_ms`.
-    pub fn add(&mut self, window_ms: i64, event_ms: i64, subject: usize, positive: bool, p: f64) {
-        let key = (event_ms - event_ms.rem_euclid(window_ms), subject);
+    /// A tally for windows of `window_ms`, given what was counted already.
+    pub fn new(window_ms: i64, counted: HashMap<i32, i64>) -> Tally {
+        Tally {
+            window_ms,
+            counted,
+            ..Tally::default()
+        }
+    }
+
+    /// Counts a scored record at `event_ms` under every tweet and the subjects of `mask`,
+    /// unless `partition`/`offset` was counted already. Returns whether it counted.
+    pub fn count(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        event_ms: i64,
+        mask: u32,
+        positive: bool,
+        p: f64,
+    ) -> bool {
+        let last = self.counted.entry(partition).or_insert(-1);
+        if offset <= *last {
+            self.recounted += 1;
+            return false;
+        }
+        *last = offset;
+        self.add(event_ms, 0, positive, p);
+        let mut m = mask;
+        while m != 0 {
+            self.add(event_ms, m.trailing_zeros() as usize + 1, positive, p);
+            m &= m - 1;
+        }
+        true
+    }
+
+    /// Counts a tweet at `event_ms` under subject index `subject` (0 is every tweet).
+    pub fn add(&mut self, event_ms: i64, subject: usize, positive: bool, p: f64) {
+        let w = self.window_ms.max(1);
+        let key = (event_ms - event_ms.rem_euclid(w), subject);
         match self.cells.iter_mut().find(|(k, _)| *k == key) {
             Some((_, c)) => c.add(positive, p),
             None => {
@@ -326,11 +370,32 @@ mod tests {
     }
 
     fn batch(records: &[(i64, bool)]) -> Tally {
-        let mut t = Tally::default();
+        let mut t = Tally::new(W, HashMap::new());
         for &(ts, pos) in records {
-            t.add(W, ts, 0, pos, if pos { 0.9 } else { 0.2 });
+            t.add(ts, 0, pos, if pos { 0.9 } else { 0.2 });
         }
         t
+    }
+
+    #[test]
+    fn a_record_counted_once_is_never_counted_again() {
+        let mut t = Tally::new(W, [(0, 5)].into());
+        assert!(
+            !t.count(0, 5, 1_000, 0b1, true, 0.9),
+            "counted before this batch"
+        );
+        assert!(t.count(0, 6, 1_000, 0b1, true, 0.9));
+        assert!(
+            !t.count(0, 6, 1_000, 0b1, true, 0.9),
+            "the same record again"
+        );
+        assert!(t.count(1, 0, 1_000, 0, false, 0.1));
+        assert_eq!(t.recounted, 2);
+        let mut w = windows();
+        w.merge(&t, 0);
+        let all = w.history(0, 0);
+        assert_eq!((all[0].positive, all[0].negative), (1, 1));
+        assert_eq!(w.history(1, 0)[0].positive, 1, "subject bit 0 is index 1");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::transactions::{Cadence, GroupView, Transaction};
 use super::{Stats, StreamError};
 use crate::metrics::DeploymentMetrics;
 use crate::model::{Label, ModelHandle};
-use crate::opinion::{Opinion, Sample, Tally as OpinionTally};
+use crate::opinion::{Opinion, Sample};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::ClientConfig;
 use std::sync::Arc;
@@ -146,8 +146,8 @@ impl Scorer {
         let started = Instant::now();
         let serving = self.model.current();
         let mut tally = Tally::default();
-        let mut opinion = OpinionTally::default();
-        let (window_ms, now) = (self.opinion.window_ms(), super::now_ms());
+        let mut opinion = self.opinion.tally();
+        let now = super::now_ms();
         encoder.begin_batch();
         encoder.samples = Samples {
             wanted: true,
@@ -167,17 +167,9 @@ impl Scorer {
             if let Some(label) = out.label {
                 // Event time: the record's timestamp, never ahead of the wall clock.
                 let at = item.timestamp_ms.unwrap_or(now).min(now);
-                let (positive, p) = (
-                    label == Label::Positive,
-                    f64::from(out.positive_probability),
-                );
-                opinion.add(window_ms, at, 0, positive, p);
-                let mut mask = out.subjects;
-                while mask != 0 {
-                    let subject = mask.trailing_zeros() as usize;
-                    opinion.add(window_ms, at, subject + 1, positive, p);
-                    mask &= mask - 1;
-                }
+                let p = f64::from(out.positive_probability);
+                let positive = label == Label::Positive;
+                opinion.count(item.partition, item.offset, at, out.subjects, positive, p);
             }
             let source = (item.partition, item.offset);
             sink.send(out.topic, key, out.value, out.headers, source, &stop);
