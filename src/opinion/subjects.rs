@@ -8,6 +8,7 @@
 
 use crate::text::{Token, TweetSettings, TweetTokenizer};
 use std::collections::{BTreeMap, HashMap};
+use xxhash_rust::xxh3::Xxh3DefaultBuilder;
 
 /// Most subjects per deployment (also bounds the metric labels they create).
 pub const MAX_SUBJECTS: usize = 20;
@@ -53,8 +54,10 @@ pub enum SubjectError {
 #[derive(Debug, Clone)]
 pub struct Subjects {
     names: Vec<String>,
-    /// First token of each keyword → (subject index, the keyword's remaining tokens).
-    by_first: HashMap<String, Vec<(usize, Vec<String>)>>,
+    /// First token of each keyword → (subject index, the keyword's remaining tokens). Looked
+    /// up once per token of every scored tweet: a fast non-cryptographic hash (the keys are
+    /// the operator's keywords, not attacker-chosen).
+    by_first: HashMap<String, Vec<(usize, Vec<String>)>, Xxh3DefaultBuilder>,
     tokenizer: TweetTokenizer,
 }
 
@@ -84,7 +87,11 @@ fn tokenize(t: &TweetTokenizer, text: &str, s: &mut MatchScratch) {
     t.tokenize(text, &mut s.word, &mut |tok: Token<'_>| {
         let start = out.len();
         // Words are lowercased by the tokenizer; a kept @mention is not.
-        out.extend(tok.text.chars().flat_map(char::to_lowercase));
+        if tok.text.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+            out.extend(tok.text.chars().flat_map(char::to_lowercase));
+        } else {
+            out.push_str(tok.text);
+        }
         spans.push((start, out.len()));
     });
 }
@@ -97,7 +104,8 @@ impl Subjects {
         }
         let tokenizer = tokenizer();
         let mut scratch = MatchScratch::default();
-        let mut by_first: HashMap<String, Vec<(usize, Vec<String>)>> = HashMap::new();
+        let mut by_first: HashMap<String, Vec<(usize, Vec<String>)>, Xxh3DefaultBuilder> =
+            HashMap::default();
         let mut names = Vec::with_capacity(config.len());
         for (index, (name, keywords)) in config.iter().enumerate() {
             let name_ok = !name.is_empty()
