@@ -87,7 +87,11 @@ fn tokenize(t: &TweetTokenizer, text: &str, s: &mut MatchScratch) {
     t.tokenize(text, &mut s.word, &mut |tok: Token<'_>| {
         let start = out.len();
         // Words are lowercased by the tokenizer; a kept @mention is not.
-        if tok.text.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
+        if tok
+            .text
+            .bytes()
+            .any(|b| b.is_ascii_uppercase() || b >= 0x80)
+        {
             out.extend(tok.text.chars().flat_map(char::to_lowercase));
         } else {
             out.push_str(tok.text);
