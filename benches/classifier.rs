@@ -5,31 +5,14 @@
 //! `../shared/data/tweeteval_sentiment_val_binary.jsonl`), else the repository's samples.
 //! Run: `cargo bench --bench classifier`.
 
+#[path = "common/texts.rs"]
+mod texts;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
-use std::path::PathBuf;
-use streamscore::dataset::Dataset;
 use streamscore::model::{Model, ModelParts, Scratch};
 use streamscore::text::PipelineSpec;
-
-fn texts() -> Vec<String> {
-    let candidates = [
-        std::env::var("STREAMSCORE_BENCH_DATA")
-            .map(PathBuf::from)
-            .ok(),
-        Some(PathBuf::from(
-            "../shared/data/tweeteval_sentiment_val_binary.jsonl",
-        )),
-        Some(PathBuf::from("samples/tweets.jsonl")),
-    ];
-    for p in candidates.into_iter().flatten() {
-        if let Ok(d) = Dataset::read(&p) {
-            eprintln!("bench texts: {} ({} tweets)", p.display(), d.examples.len());
-            return d.examples.into_iter().map(|e| e.text).collect();
-        }
-    }
-    panic!("no bench data: set STREAMSCORE_BENCH_DATA to a labeled JSON-lines file");
-}
+use texts::texts;
 
 /// Resident set size of this process in bytes (Linux), for the model memory figure.
 fn rss_bytes() -> Option<u64> {

@@ -8,37 +8,22 @@
 //! `../shared/data/tweeteval_sentiment_val_binary.jsonl`), else the repository's samples.
 //! Run: `cargo bench --bench opinion`.
 
+#[path = "common/texts.rs"]
+mod texts;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use std::path::PathBuf;
-use streamscore::dataset::Dataset;
 use streamscore::input::{InputFormat, InputSpec};
 use streamscore::model::{Label, Model};
 use streamscore::opinion::{Opinion, SubjectsConfig, SummaryConfig};
 use streamscore::stream::record::Encoder;
 use streamscore::stream::{ScoreContext, ServingModel};
+use texts::texts;
 
 const BATCH: usize = 512;
 
 fn records() -> Vec<Vec<u8>> {
-    let candidates = [
-        std::env::var("STREAMSCORE_BENCH_DATA")
-            .map(PathBuf::from)
-            .ok(),
-        Some(PathBuf::from(
-            "../shared/data/tweeteval_sentiment_val_binary.jsonl",
-        )),
-        Some(PathBuf::from("samples/tweets.jsonl")),
-    ];
-    let texts: Vec<String> = candidates
-        .into_iter()
-        .flatten()
-        .find_map(|p| Dataset::read(&p).ok())
-        .expect("bench texts")
-        .examples
-        .into_iter()
-        .map(|e| e.text)
-        .collect();
+    let texts = texts();
     (0..BATCH)
         .map(|i| {
             serde_json::json!({"id": i.to_string(), "text": texts[i % texts.len()]})

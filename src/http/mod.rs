@@ -220,17 +220,20 @@ impl axum::extract::FromRequestParts<AppState> for Authenticated {
         parts: &mut axum::http::request::Parts,
         state: &AppState,
     ) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                // The scheme is case-insensitive (RFC 9110).
-                v.get(..7)
-                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                    .map(|_| &v[7..])
-            })
+        let token = bearer_token(&parts.headers)
             .ok_or(AuthError::Missing("Authorization: Bearer token"))?;
-        Ok(Authenticated(state.auth.verify(token.trim())?))
+        Ok(Authenticated(state.auth.verify(token)?))
     }
+}
+
+/// The token of an `Authorization: Bearer` header (the scheme is case-insensitive, RFC 9110).
+pub(crate) fn bearer_token(headers: &header::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .map(|_| v[7..].trim())
+        })
 }

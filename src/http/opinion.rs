@@ -43,15 +43,7 @@ pub struct Viewer(
 
 /// The token in the `Authorization: Bearer` header or, failing that, the session cookie.
 fn presented_token(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.get(..7)
-                .filter(|s| s.eq_ignore_ascii_case("bearer "))
-                .map(|_| v[7..].trim())
-        });
-    bearer.or_else(|| session_cookie(headers))
+    super::bearer_token(headers).or_else(|| session_cookie(headers))
 }
 
 /// The value of the session cookie, if the request carries one.
