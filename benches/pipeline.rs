@@ -17,7 +17,8 @@
 //! the daemon, peak RSS. Then latency: input arrives at half of (b)'s rate for 10 s through
 //! (a) and (b), both with the same fetch settings; p50/p99 of output create time minus input
 //! create time. Run: `cargo bench --bench pipeline`. Under `cargo test` it runs a small smoke
-//! pass (2,000 records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency.
+//! pass (2,000 records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency,
+//! `PIPELINE_BENCH_SKIP=c,d` passes (c) and (d) (experiments only: they then print zeros).
 
 #[path = "../tests/pipeline/harness.rs"]
 #[allow(dead_code)]
@@ -94,6 +95,9 @@ fn main() {
 
     // Another build of streamscore to compare (b) with, e.g. one without a feature.
     let compare = std::env::var_os("PIPELINE_BENCH_COMPARE_BIN").map(std::path::PathBuf::from);
+    // For experiments: `PIPELINE_BENCH_SKIP=c,d` leaves those passes out (reported as zeros).
+    let skip = std::env::var("PIPELINE_BENCH_SKIP").unwrap_or_default();
+    let wanted = |t: &str| !skip.split(',').any(|s| s.trim() == t);
     let (mut a, mut b, mut c, mut b2) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut d = Vec::new();
     for run in 0..runs {
@@ -116,26 +120,34 @@ fn main() {
             ));
         }
         b.push(daemon_pass(&broker, dir.path(), n, run, "b", &[]));
-        c.push(daemon_pass(
-            &broker,
-            dir.path(),
-            n,
-            run,
-            "c",
-            &["--delivery", "exactly-once"],
-        ));
-        d.push(daemon_pass(
-            &broker,
-            dir.path(),
-            n,
-            run,
-            "d",
-            &[
-                &["--summary-topic", summary_topic.as_str()][..],
-                &SUBJECTS[..],
-            ]
-            .concat(),
-        ));
+        c.push(if wanted("c") {
+            daemon_pass(
+                &broker,
+                dir.path(),
+                n,
+                run,
+                "c",
+                &["--delivery", "exactly-once"],
+            )
+        } else {
+            Pass::default()
+        });
+        d.push(if wanted("d") {
+            daemon_pass(
+                &broker,
+                dir.path(),
+                n,
+                run,
+                "d",
+                &[
+                    &["--summary-topic", summary_topic.as_str()][..],
+                    &SUBJECTS[..],
+                ]
+                .concat(),
+            )
+        } else {
+            Pass::default()
+        });
         let show = |name: &str, p: &Pass| {
             println!(
                 "run {run} {name}: {:>9.0} records/s  {:>5.2} µs CPU/record  peak RSS {:>5.1} MB  broker {:>5.2} µs/record",

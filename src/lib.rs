@@ -18,6 +18,7 @@
 //! - [`opinion`]: subjects, windowed opinion summaries, the summary topic.
 //! - [`control`]: the deployment registry: lifecycle, persistence, hot swap, control socket.
 //! - [`http`]: the HTTP API (axum) over the store and the registry.
+//! - [`memory`]: glibc malloc arenas capped at start.
 //! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`, `ctl`,
 //!   `hash-password`).
 
@@ -31,6 +32,7 @@ pub mod evaluate;
 pub mod features;
 pub mod http;
 pub mod input;
+pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod opinion;

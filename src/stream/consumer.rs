@@ -17,11 +17,14 @@
 //!   partition with undelivered records is sought back to its first one, the epoch moves (the
 //!   scorer builds a new producer) and reading resumes after a back-off. A fatal fault ends the
 //!   worker with its reason.
+//! - **Start**: the partitions stay paused until every worker of the deployment has joined
+//!   the group (or 3 s passed), so no worker drains the backlog alone ([`super::start_gate`]).
 //! - **Stall**: when nothing is delivered for `stall_timeout` while records wait, the
 //!   deployment's status says so (with the last error) until deliveries move again.
 
 use super::acker::{Acker, Fault};
 use super::batcher::{Batch, Batcher};
+use super::start_gate::StartGate;
 use super::{RateLimitedLog, Stats, StreamError};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -78,6 +81,10 @@ pub struct IntakeContext {
     stats: Arc<Stats>,
     /// Partitions of the input topic this consumer owns.
     owned: Mutex<BTreeSet<i32>>,
+    /// The deployment's workers start reading together.
+    gate: Arc<StartGate>,
+    /// This worker's index (its place in the gate).
+    index: usize,
 }
 
 impl ClientContext for IntakeContext {
@@ -160,6 +167,7 @@ impl ConsumerContext for IntakeContext {
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
             let assigned = partitions_of(tpl, &self.topic);
+            self.gate.joined(self.index);
             // Nothing of an earlier owner's epoch may linger for these partitions.
             self.acker.forget(&assigned);
             let added = {
@@ -294,6 +302,7 @@ pub fn context(
     acker: Arc<Acker>,
     batches: Sender<Batch>,
     stats: Arc<Stats>,
+    gate: Arc<StartGate>,
 ) -> IntakeContext {
     IntakeContext {
         acker,
@@ -310,6 +319,8 @@ pub fn context(
         commit_in_flight: AtomicBool::new(false),
         stats,
         owned: Mutex::new(BTreeSet::new()),
+        gate,
+        index: s.index,
     }
 }
 
@@ -419,9 +430,10 @@ pub fn run(
             }
         }
 
-        // Backpressure: pause while too much is in flight (resume at half), backing off or
-        // draining. A full scorer queue alone does not pause: the consumer waits on it above.
-        let backing_off = resume_at.is_some_and(|t| now < t);
+        // Backpressure: pause while too much is in flight (resume at half), backing off,
+        // draining, or before the deployment's workers have formed their group. A full
+        // scorer queue alone does not pause: the consumer waits on it above.
+        let backing_off = resume_at.is_some_and(|t| now < t) || !ctx.gate.is_open();
         let paused = ctx.paused.load(Relaxed);
         let over = if paused {
             in_flight > s.max_in_flight / 2

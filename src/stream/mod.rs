@@ -25,6 +25,7 @@ pub mod kafka;
 pub mod producer;
 pub mod record;
 pub mod scorer;
+pub mod start_gate;
 mod stats;
 pub mod transactions;
 pub mod worker;
@@ -111,6 +112,10 @@ pub async fn run_deployment(
         subjects: opinion.subjects().cloned(),
     });
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel(config.workers.max(1));
+    let gate = Arc::new(start_gate::StartGate::new(
+        config.workers,
+        start_gate::FORM_WAIT,
+    ));
     for index in 0..config.workers {
         let w = Worker {
             index,
@@ -121,6 +126,7 @@ pub async fn run_deployment(
             abort: handles.abort.clone(),
             stats: stats.clone(),
             opinion: opinion.clone(),
+            gate: gate.clone(),
         };
         let done = done_tx.clone();
         let spawned = std::thread::Builder::new()

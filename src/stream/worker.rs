@@ -41,6 +41,8 @@ pub struct Worker {
     pub stats: Arc<Stats>,
     /// The deployment's opinion windows.
     pub opinion: Arc<crate::opinion::Opinion>,
+    /// Shared by the deployment's workers: they start reading together.
+    pub gate: Arc<super::start_gate::StartGate>,
 }
 
 impl Worker {
@@ -63,7 +65,13 @@ impl Worker {
         };
         let acker = Arc::new(Acker::default());
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(SCORER_QUEUE);
-        let context = consumer::context(&settings, acker.clone(), batches_tx, self.stats.clone());
+        let context = consumer::context(
+            &settings,
+            acker.clone(),
+            batches_tx,
+            self.stats.clone(),
+            self.gate.clone(),
+        );
         let consumer: Arc<KafkaConsumer> =
             Arc::new(consumer_config(cfg, self.index).create_with_context(context)?);
         info!(worker = %label, topic = %settings.topic, group = %cfg.group_id(), delivery = ?cfg.delivery, "consumer started");

@@ -192,6 +192,18 @@ fn every_good_record_scored_once_and_poison_dead_lettered() {
             v["model"]["version"].as_str().unwrap()
         );
     }
+    // The workers start reading together: nothing is produced before the later of the two
+    // has had its first assignment (else the first would drain the backlog alone, then be
+    // revoked when its sibling's join completes).
+    let log = daemon.log_text();
+    let joined = first_assignments(&log);
+    assert_eq!(joined.len(), 2, "both workers assigned:\n{log}");
+    let formed = joined.values().max().copied().unwrap();
+    let first_output = out.iter().filter_map(|r| r.timestamp_ms).min().unwrap();
+    assert!(
+        first_output >= formed - 5,
+        "an output at {first_output} before the group formed at {formed}:\n{log}"
+    );
     // Per source partition, outputs appear in input order within each output partition.
     let mut last: HashMap<(i32, i32), i64> = HashMap::new();
     let mut sorted = out.clone();
@@ -222,6 +234,27 @@ fn every_good_record_scored_once_and_poison_dead_lettered() {
         assert_eq!(r.headers["streamscore.source.topic"], "in");
         assert!(inputs.contains_key(&r.source()));
     }
+}
+
+/// When each worker (`worker=<label>`) was first assigned partitions, in ms since the epoch,
+/// from the daemon's log.
+fn first_assignments(log: &str) -> HashMap<String, i64> {
+    let mut first = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("partitions assigned")) {
+        let mut words = line.split_whitespace();
+        let Some(at) = words
+            .next()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        else {
+            continue;
+        };
+        if let Some(worker) = words.find_map(|w| w.strip_prefix("worker=")) {
+            first
+                .entry(worker.to_string())
+                .or_insert(at.timestamp_millis());
+        }
+    }
+    first
 }
 
 #[test]
