@@ -18,7 +18,8 @@
 //! (a) and (b), both with the same fetch settings; p50/p99 of output create time minus input
 //! create time. Run: `cargo bench --bench pipeline`. Under `cargo test` it runs a small smoke
 //! pass (2,000 records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency,
-//! `PIPELINE_BENCH_SKIP=c,d` passes (c) and (d) (experiments only: they then print zeros).
+//! `PIPELINE_BENCH_SKIP=c,d` passes (c) and (d) (experiments only: they then print zeros),
+//! `PIPELINE_BENCH_LATENCY_ONLY=75000` measures latency alone at that rate.
 
 #[path = "../tests/pipeline/harness.rs"]
 #[allow(dead_code)]
@@ -93,6 +94,14 @@ fn main() {
     rt.block_on(broker.produce("in", &tweets(n)));
     eprintln!("produced {n} tweets to {PARTITIONS} partitions");
 
+    // For experiments: `PIPELINE_BENCH_LATENCY_ONLY=<records/s>` measures latency alone.
+    if let Some(rate) = std::env::var("PIPELINE_BENCH_LATENCY_ONLY")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        latency(&rt, &broker, dir.path(), rate, runs);
+        return;
+    }
     // Another build of streamscore to compare (b) with, e.g. one without a feature.
     let compare = std::env::var_os("PIPELINE_BENCH_COMPARE_BIN").map(std::path::PathBuf::from);
     // For experiments: `PIPELINE_BENCH_SKIP=c,d` leaves those passes out (reported as zeros).
@@ -579,6 +588,8 @@ fn latency_round(
     let a = lags(broker, &topic("in-a"), &topic("out-a"), total);
 
     let (in_b, out_b, name) = (topic("in-b"), topic("out-b"), topic("b"));
+    let more = std::env::var("PIPELINE_BENCH_DAEMON_ARGS").unwrap_or_default();
+    let extra: Vec<&str> = more.split_whitespace().collect();
     let mut daemon = Daemon::start(&DaemonArgs {
         brokers: &broker.addr,
         input: &in_b,
@@ -587,10 +598,10 @@ fn latency_round(
         group: &name,
         workers: workers(),
         log_dir: dir,
-        extra: &[],
+        extra: &extra,
     });
     let start = Instant::now();
-    while daemon.log_text().matches("partitions assigned").count() < 2
+    while daemon.log_text().matches("partitions assigned").count() < workers()
         && start.elapsed() < Duration::from_secs(30)
     {
         std::thread::sleep(Duration::from_millis(100));

@@ -47,6 +47,8 @@ const POLL_BURST: usize = 256;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Poll while paused (rebalances and back-off are served promptly).
 const BUSY_POLL: Duration = Duration::from_millis(10);
+/// Poll while a partial batch waits behind a batch queued for the scorer.
+const SCORER_BUSY_POLL: Duration = Duration::from_millis(1);
 /// Longest the consumer waits for room in the scorer's queue before polling again.
 const BLOCKED_WAIT: Duration = Duration::from_millis(50);
 /// Longest a revoke waits for the revoked partitions' records in flight.
@@ -445,8 +447,13 @@ pub fn run(
             ctx.paused.store(pause, Relaxed);
         }
 
-        let timeout = if blocked || (waiting && !ctx.batches.is_empty()) {
+        let timeout = if blocked {
+            // The dispatch above already waited for room.
             Duration::ZERO
+        } else if waiting && !ctx.batches.is_empty() {
+            // A partial batch waits behind a queued one: look again soon (the scorer may
+            // fall idle), without spinning on a core the scorer and the broker need.
+            SCORER_BUSY_POLL
         } else if pause {
             BUSY_POLL
         } else if waiting {
