@@ -24,7 +24,7 @@ use rdkafka::producer::{
 use rdkafka::{ClientConfig, ClientContext};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Bytes of a refused record's value kept in the dead letter that replaces it.
 const REFUSED_KEEP_BYTES: usize = 1024;
@@ -200,6 +200,17 @@ impl Sink {
             ctx,
             refused,
         })
+    }
+
+    /// Loads the output and dead-letter topics' metadata into the producer's cache, so the
+    /// first records after a start or a rewind are not held while librdkafka looks them up.
+    /// Best effort: a failure leaves the lookup to the first send, as without it.
+    pub fn warm_up(&self, timeout: Duration) {
+        for topic in [&*self.ctx.output_topic, &*self.ctx.dlq_topic] {
+            if let Err(e) = self.producer.client().fetch_metadata(Some(topic), timeout) {
+                debug!(topic, error = %e, "producer metadata warm-up");
+            }
+        }
     }
 
     /// The epoch this producer serves.

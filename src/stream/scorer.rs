@@ -25,6 +25,8 @@ use tracing::debug;
 
 /// How often an idle scorer looks at its transaction, epoch and refused records.
 const IDLE_TICK: Duration = Duration::from_millis(50);
+/// Longest a new producer waits for its topics' metadata before scoring.
+const WARM_UP_WAIT: Duration = Duration::from_secs(2);
 /// Longest a finishing at-least-once scorer waits for its last deliveries.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
@@ -122,6 +124,7 @@ impl Scorer {
             self.stats.clone(),
             self.ctx.clone(),
         )?;
+        sink.warm_up(WARM_UP_WAIT);
         if self.transactional.is_some() {
             if let Err(fault) = Transaction::init(&sink) {
                 self.acker.raise(epoch, fault);
