@@ -185,6 +185,8 @@ impl ConsumerContext for IntakeContext {
                 consumer.resume(tpl)
             };
             info!(worker = %self.label, partitions = ?assigned, "partitions assigned");
+        } else if let Rebalance::Error(e) = rebalance {
+            warn!(worker = %self.label, error = %e, "rebalance failed; the group will retry");
         }
     }
 }

@@ -539,6 +539,11 @@ impl Daemon {
                 "session.timeout.ms=6000",
                 "--kafka",
                 "heartbeat.interval.ms=500",
+                // The rebalance timeout: how long a coordinator waits for known members to
+                // rejoin. tansu has been seen holding a restarted group's join for minutes
+                // (past 240 s with librdkafka's default of 300 s).
+                "--kafka",
+                "max.poll.interval.ms=30000",
             ])
             .args(a.extra)
             .args(["--listen", "127.0.0.1:0"])

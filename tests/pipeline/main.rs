@@ -332,6 +332,13 @@ fn sigterm_mid_stream_then_restart_is_exactly_once() {
     );
 
     let mut second = Daemon::start(&args(&broker, "a", dir.path()));
+    // tansu can leave the group's next members unassigned for 60–120 s after the previous
+    // ones left: wait for the assignment, then for the outputs.
+    wait_until(
+        Duration::from_secs(240),
+        || second.log_text(),
+        || second.log_text().contains("partitions assigned"),
+    );
     wait_for_outputs(&broker, N, &second);
     second.signal("-TERM");
     assert_eq!(second.wait(Duration::from_secs(30)), Some(0));
