@@ -16,8 +16,9 @@
 //! CPU µs per record (process user + system time over the whole run, joins included) and, for
 //! the daemon, peak RSS. Then latency: input arrives at half of (b)'s rate for 10 s through
 //! (a) and (b), both with the same fetch settings; p50/p99 of output create time minus input
-//! create time, after a 1 s warm-up (p99 over every record shown too). Run: `cargo bench --bench pipeline`. Under `cargo test` it runs a small smoke
-//! pass (2,000 records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency,
+//! create time, after a 1 s warm-up (p99 over every record shown too). Run:
+//! `cargo bench --bench pipeline`. Under `cargo test` it runs a small smoke pass (2,000
+//! records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency,
 //! `PIPELINE_BENCH_SKIP=c,d` passes (c) and (d) (experiments only: they then print zeros),
 //! `PIPELINE_BENCH_LATENCY_ONLY=75000` measures latency alone at that rate.
 
@@ -52,6 +53,12 @@ const SUBJECTS: [&str; 10] = [
 ];
 /// The daemon's default fetch wait, used by the bare copy too.
 const FETCH_WAIT_MS: &str = streamscore::stream::kafka::DEFAULT_FETCH_WAIT_MS;
+
+/// More daemon flags for experiments, given to every daemon pass and the latency round, e.g.
+/// `PIPELINE_BENCH_DAEMON_ARGS="--max-in-flight 50000"`.
+fn daemon_args_env() -> String {
+    std::env::var("PIPELINE_BENCH_DAEMON_ARGS").unwrap_or_default()
+}
 
 /// Workers of the daemon (`PIPELINE_BENCH_WORKERS`, default 2).
 fn workers() -> usize {
@@ -300,8 +307,7 @@ fn daemon_pass_with(
 ) -> Pass {
     let out = format!("out-{kind}-{run}");
     let name = format!("{kind}{run}");
-    // More daemon flags for experiments, e.g. PIPELINE_BENCH_DAEMON_ARGS="--max-in-flight 50000".
-    let more = std::env::var("PIPELINE_BENCH_DAEMON_ARGS").unwrap_or_default();
+    let more = daemon_args_env();
     let extra: Vec<&str> = extra
         .iter()
         .copied()
@@ -336,11 +342,9 @@ fn daemon_pass_with(
     let (cpu, rss) = (daemon.cpu_seconds(), daemon.peak_rss_mb());
     let records = read(broker, &out, n);
     let log = daemon.log_text();
-    let assignments: Vec<i64> = log
-        .lines()
-        .filter(|l| l.contains("partitions assigned"))
-        .filter_map(|l| chrono::DateTime::parse_from_rfc3339(l.split_whitespace().next()?).ok())
-        .map(|t| t.timestamp_millis())
+    let assignments: Vec<i64> = harness::assignments(&log)
+        .into_iter()
+        .map(|(_, at)| at)
         .collect();
     let settled: Vec<Record> = records
         .iter()
@@ -625,7 +629,7 @@ fn latency_round(
     let a = lags(broker, &topic("in-a"), &topic("out-a"), total);
 
     let (in_b, out_b, name) = (topic("in-b"), topic("out-b"), topic("b"));
-    let more = std::env::var("PIPELINE_BENCH_DAEMON_ARGS").unwrap_or_default();
+    let more = daemon_args_env();
     let extra: Vec<&str> = more.split_whitespace().collect();
     let mut daemon = Daemon::start(&DaemonArgs {
         brokers: &broker.addr,

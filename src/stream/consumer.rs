@@ -437,14 +437,15 @@ pub fn run(
         // Backpressure: pause while too much is in flight (resume at half), backing off,
         // draining, or before the deployment's workers have formed their group. A full
         // scorer queue alone does not pause: the consumer waits on it above.
-        let backing_off = resume_at.is_some_and(|t| now < t) || !ctx.gate.is_open();
+        let backing_off = resume_at.is_some_and(|t| now < t);
+        let forming = !ctx.gate.is_open();
         let paused = ctx.paused.load(Relaxed);
         let over = if paused {
             in_flight > s.max_in_flight / 2
         } else {
             in_flight >= s.max_in_flight
         };
-        let pause = draining || over || backing_off;
+        let pause = draining || over || backing_off || forming;
         if pause != paused && set_paused(consumer, pause, &s.label) {
             ctx.paused.store(pause, Relaxed);
         }

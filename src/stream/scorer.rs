@@ -25,7 +25,7 @@ use tracing::debug;
 
 /// How often an idle scorer looks at its transaction, epoch and refused records.
 const IDLE_TICK: Duration = Duration::from_millis(50);
-/// Longest a new producer waits for its topics' metadata before scoring.
+/// Longest a new producer waits for each of its two topics' metadata before scoring.
 const WARM_UP_WAIT: Duration = Duration::from_secs(2);
 /// Longest a finishing at-least-once scorer waits for its last deliveries.
 const FINAL_FLUSH: Duration = Duration::from_secs(5);

@@ -539,9 +539,8 @@ impl Daemon {
                 "session.timeout.ms=6000",
                 "--kafka",
                 "heartbeat.interval.ms=500",
-                // The rebalance timeout: how long a coordinator waits for known members to
-                // rejoin. tansu has been seen holding a restarted group's join for minutes
-                // (past 240 s with librdkafka's default of 300 s).
+                // librdkafka retries an unanswered JoinGroup after this + 3 s; tansu has left
+                // a restarted group's join unanswered past 240 s (the daemon's default is 60 s).
                 "--kafka",
                 "max.poll.interval.ms=30000",
             ])
@@ -690,6 +689,20 @@ pub fn wait_until(timeout: Duration, context: impl Fn() -> String, mut cond: imp
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Every `partitions assigned` line of a daemon's log: the worker's label and the time, in ms
+/// since the epoch, in log order.
+pub fn assignments(log: &str) -> Vec<(String, i64)> {
+    log.lines()
+        .filter(|l| l.contains("partitions assigned"))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let at = chrono::DateTime::parse_from_rfc3339(words.next()?).ok()?;
+            let worker = words.find_map(|w| w.strip_prefix("worker="))?;
+            Some((worker.to_string(), at.timestamp_millis()))
+        })
+        .collect()
 }
 
 /// A two-thread runtime for the async helpers of sync tests.

@@ -236,23 +236,11 @@ fn every_good_record_scored_once_and_poison_dead_lettered() {
     }
 }
 
-/// When each worker (`worker=<label>`) was first assigned partitions, in ms since the epoch,
-/// from the daemon's log.
+/// When each worker was first assigned partitions, in ms since the epoch, from the log.
 fn first_assignments(log: &str) -> HashMap<String, i64> {
     let mut first = HashMap::new();
-    for line in log.lines().filter(|l| l.contains("partitions assigned")) {
-        let mut words = line.split_whitespace();
-        let Some(at) = words
-            .next()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        else {
-            continue;
-        };
-        if let Some(worker) = words.find_map(|w| w.strip_prefix("worker=")) {
-            first
-                .entry(worker.to_string())
-                .or_insert(at.timestamp_millis());
-        }
+    for (worker, at) in harness::assignments(log) {
+        first.entry(worker).or_insert(at);
     }
     first
 }
