@@ -516,6 +516,14 @@ impl Daemon {
     pub fn start_with(bin: &Path, a: &DaemonArgs<'_>) -> Daemon {
         let log = a.log_dir.join(format!("{}-{}.log", a.name, next_id()));
         let f = std::fs::File::create(&log).unwrap();
+        // `STREAMSCORE_TEST_KAFKA_DEBUG=cgrp` (librdkafka's `debug` contexts) puts the
+        // clients' own debug lines in each daemon's log, to diagnose a stall.
+        let kafka_debug = std::env::var("STREAMSCORE_TEST_KAFKA_DEBUG").ok();
+        let log_filter = if kafka_debug.is_some() {
+            "info,librdkafka=debug,rdkafka=debug"
+        } else {
+            "info,librdkafka=warn,rdkafka=warn"
+        };
         let child = Command::new(bin)
             .args([
                 "run",
@@ -545,12 +553,17 @@ impl Daemon {
                 "max.poll.interval.ms=30000",
             ])
             .args(a.extra)
+            .args(
+                kafka_debug
+                    .iter()
+                    .flat_map(|d| ["--kafka".to_string(), format!("debug={d}")]),
+            )
             .args(["--listen", "127.0.0.1:0"])
             .arg("--state-dir")
             .arg(a.log_dir.join(format!("state-{}", a.name)))
             .arg("--socket")
             .arg(a.log_dir.join(format!("{}.sock", a.name)))
-            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env("RUST_LOG", log_filter)
             .env_remove("STREAMSCORE_MODEL")
             .stdout(Stdio::null())
             .stderr(f)

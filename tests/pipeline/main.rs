@@ -304,7 +304,17 @@ fn sigterm_mid_stream_then_restart_is_exactly_once() {
     rt.block_on(broker.produce("in", &tweets(N)));
     let inputs = input_offsets(&broker, N);
 
-    let mut first = Daemon::start(&args(&broker, "a", dir.path()));
+    // One worker first: tansu 0.6.0 keeps a group's leader id when the leader leaves a
+    // group that is re-forming (`Inner<_, Forming>::leave` never clears `state.leader`), so
+    // when two members leave cleanly, the non-leader first, the next members are told to wait
+    // for a leader that is gone; nobody sends the assignment and the group stalls until a
+    // storage conflict happens to reload it (seen: 60 s to never). A lone member leaves a
+    // formed group, whose leave does clear it. The restart still runs two workers.
+    let one = DaemonArgs {
+        workers: 1,
+        ..args(&broker, "a", dir.path())
+    };
+    let mut first = Daemon::start(&one);
     wait_for_outputs(&broker, N / 10, &first);
     first.signal("-TERM");
     assert_eq!(
@@ -320,10 +330,10 @@ fn sigterm_mid_stream_then_restart_is_exactly_once() {
     );
 
     let mut second = Daemon::start(&args(&broker, "a", dir.path()));
-    // tansu can leave the group's next members unassigned for 60–120 s after the previous
-    // ones left: wait for the assignment, then for the outputs.
+    // Wait for the assignment (tansu holds a new generation's join for seconds), then for
+    // the outputs.
     wait_until(
-        Duration::from_secs(240),
+        Duration::from_secs(120),
         || second.log_text(),
         || second.log_text().contains("partitions assigned"),
     );
