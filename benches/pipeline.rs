@@ -73,6 +73,9 @@ fn workers() -> usize {
 struct Pass {
     rate: f64,
     cpu_us: f64,
+    /// CPU per record from the first record out to the last (start-up and group join left
+    /// out: the daemon's ~0.1 s start is ~0.6 µs a record over 200,000).
+    steady_us: f64,
     rss_mb: f64,
     /// The broker's CPU per record over the pass, reading the output back included.
     broker_us: f64,
@@ -166,8 +169,8 @@ fn main() {
         });
         let show = |name: &str, p: &Pass| {
             println!(
-                "run {run} {name}: {:>9.0} records/s  {:>5.2} µs CPU/record  peak RSS {:>5.1} MB  broker {:>5.2} µs/record",
-                p.rate, p.cpu_us, p.rss_mb, p.broker_us
+                "run {run} {name}: {:>9.0} records/s  {:>5.2} µs CPU/record (steady {:>5.2})  peak RSS {:>5.1} MB  broker {:>5.2} µs/record",
+                p.rate, p.cpu_us, p.steady_us, p.rss_mb, p.broker_us
             )
         };
         if bench {
@@ -188,17 +191,19 @@ fn main() {
     let (a, b, c, d) = (median(&a), median(&b), median(&c), median(&d));
     println!("median of {runs} runs, {n} records:");
     println!(
-        "(a) bare copy     {:>9.0} records/s  {:.2} µs CPU/record  broker {:.2} µs/record",
-        a.rate, a.cpu_us, a.broker_us
+        "(a) bare copy     {:>9.0} records/s  {:.2} µs CPU/record (steady {:.2})  broker {:.2} µs/record",
+        a.rate, a.cpu_us, a.steady_us, a.broker_us
     );
     println!(
-        "(b) at-least-once {:>9.0} records/s  {:.2} µs CPU/record  peak RSS {:.1} MB  broker {:.2} µs/record  → {:.2}× (a), CPU +{:.2} µs",
+        "(b) at-least-once {:>9.0} records/s  {:.2} µs CPU/record (steady {:.2})  peak RSS {:.1} MB  broker {:.2} µs/record  → {:.2}× (a), CPU {:+.2} µs (steady {:+.2})",
         b.rate,
         b.cpu_us,
+        b.steady_us,
         b.rss_mb,
         b.broker_us,
         b.rate / a.rate,
-        b.cpu_us - a.cpu_us
+        b.cpu_us - a.cpu_us,
+        b.steady_us - a.steady_us
     );
     println!(
         "(c) exactly-once  {:>9.0} records/s  {:.2} µs CPU/record  peak RSS {:.1} MB  broker {:.2} µs/record  → {:.2}× (a)",
@@ -243,6 +248,7 @@ fn median(passes: &[Pass]) -> Pass {
     Pass {
         rate: mid(|p| p.rate),
         cpu_us: mid(|p| p.cpu_us),
+        steady_us: mid(|p| p.steady_us),
         rss_mb: mid(|p| p.rss_mb),
         broker_us: mid(|p| p.broker_us),
     }
@@ -271,14 +277,16 @@ fn bare_pass(broker: &Broker, n: usize, run: usize) -> Pass {
     let out = format!("out-a-{run}");
     let cpu0 = cpu_seconds_of(std::process::id());
     let broker0 = broker.cpu_seconds();
-    let copied = bare_copy(&broker.addr, "in", &out, &format!("bare-{run}"), n, None);
-    let cpu = cpu_seconds_of(std::process::id()) - cpu0;
+    let (copied, cpu_first) = bare_copy(&broker.addr, "in", &out, &format!("bare-{run}"), n, None);
+    let cpu_end = cpu_seconds_of(std::process::id());
+    let cpu = cpu_end - cpu0;
     let records = read(broker, &out, n);
     assert_eq!(copied, n);
     assert!(records.len() >= n, "bare copy output: {}", records.len());
     Pass {
         rate: rate(&records),
         cpu_us: cpu * 1e6 / n as f64,
+        steady_us: (cpu_end - cpu_first) * 1e6 / n as f64,
         rss_mb: 0.0,
         broker_us: (broker.cpu_seconds() - broker0) * 1e6 / n as f64,
     }
@@ -331,7 +339,16 @@ fn daemon_pass_with(
     // Wait on the daemon's own counter, as the bare copy counts its deliveries: a reader of the
     // output running alongside would take broker CPU from the pipeline it measures.
     let started = std::time::Instant::now();
-    while daemon.metric_sum("streamscore_records_produced_total") < n as f64 {
+    // The CPU and the count at the first output seen, for the steady figure.
+    let mut first: Option<(f64, f64)> = None;
+    loop {
+        let produced = daemon.metric_sum("streamscore_records_produced_total");
+        if produced >= n as f64 {
+            break;
+        }
+        if first.is_none() && produced > 0.0 {
+            first = Some((daemon.cpu_seconds(), produced));
+        }
         assert!(
             started.elapsed() < Duration::from_secs(300),
             "{kind}: not done in 300 s; log:\n{}",
@@ -340,6 +357,8 @@ fn daemon_pass_with(
         std::thread::sleep(Duration::from_millis(100));
     }
     let (cpu, rss) = (daemon.cpu_seconds(), daemon.peak_rss_mb());
+    let (cpu_first, produced_first) = first.unwrap_or((0.0, 0.0));
+    let steady_us = (cpu - cpu_first) * 1e6 / (n as f64 - produced_first).max(1.0);
     let records = read(broker, &out, n);
     let log = daemon.log_text();
     let assignments: Vec<i64> = harness::assignments(&log)
@@ -369,6 +388,7 @@ fn daemon_pass_with(
     Pass {
         rate: rate(&records),
         cpu_us: cpu * 1e6 / n as f64,
+        steady_us,
         rss_mb: rss,
         broker_us: (broker.cpu_seconds() - broker0) * 1e6 / n as f64,
     }
@@ -399,7 +419,8 @@ impl ProducerContext for CopyContext {
 
 /// The bare copy: consume, produce with the source position as the delivery opaque, poll the
 /// producer for delivery reports, store delivered offsets (committed every 200 ms). Returns
-/// the records copied. With `ready`, signals once partitions are assigned.
+/// the records copied and the process's CPU seconds at the first record. With `ready`, signals
+/// once partitions are assigned.
 fn bare_copy(
     brokers: &str,
     input: &str,
@@ -407,7 +428,7 @@ fn bare_copy(
     group: &str,
     n: usize,
     ready: Option<std::sync::mpsc::Sender<()>>,
-) -> usize {
+) -> (usize, f64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", group)
@@ -432,6 +453,7 @@ fn bare_copy(
     let mut ready = ready;
     let mut consumed = 0;
     let mut last_store = Instant::now();
+    let mut cpu_at_first = None;
     while producer.context().delivered.load(Ordering::Relaxed) < n {
         let msg = if consumed < n {
             consumer.poll(Duration::from_millis(if consumed == 0 { 100 } else { 0 }))
@@ -440,6 +462,7 @@ fn bare_copy(
         };
         match msg {
             Some(Ok(m)) => {
+                cpu_at_first.get_or_insert_with(|| cpu_seconds_of(std::process::id()));
                 if let Some(tx) = ready.take() {
                     let _ = tx.send(());
                 }
@@ -485,7 +508,7 @@ fn bare_copy(
         }
     }
     producer.flush(Duration::from_secs(30)).unwrap();
-    consumed
+    (consumed, cpu_at_first.unwrap_or(0.0))
 }
 
 /// Produces `total` tweets to `topic` at `rate` per second (10 ms ticks).
@@ -541,6 +564,18 @@ fn lags(broker: &Broker, input: &str, output: &str, total: usize) -> Lags {
         v.sort_unstable();
         v
     };
+    if std::env::var_os("PIPELINE_BENCH_BUCKETS").is_some() {
+        // For diagnosis: the worst latency of each 500 ms of input.
+        let mut worst = std::collections::BTreeMap::new();
+        for &(at, l) in &matched {
+            let w = worst.entry((at - start) / 500).or_insert(l);
+            *w = (*w).max(l);
+        }
+        println!(
+            "{output}: worst per 500 ms of input: {:?}",
+            worst.values().collect::<Vec<_>>()
+        );
+    }
     let pct = |v: &[i64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
     let (steady, all) = (sorted(true), sorted(false));
     assert!(

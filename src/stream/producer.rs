@@ -14,7 +14,7 @@
 
 use super::acker::{Acker, Fault};
 use super::record::{headers, original_headers, sha256_hex, source_headers, ScoreContext};
-use super::stats::now_ms;
+use super::stats::coarse_now_ms;
 use super::Stats;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
@@ -121,7 +121,7 @@ impl ProducerContext for DeliveryContext {
                 self.stats.delivered(m.topic() == &*self.dlq_topic);
                 if !self.transactional {
                     let timestamp = self.acker.delivered(self.epoch, partition, offset);
-                    self.stats.observe_latency(now_ms(), timestamp);
+                    self.stats.observe_latency(coarse_now_ms(), timestamp);
                 }
             }
             Err((e, m)) => match classify(e) {

@@ -24,6 +24,26 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// [`now_ms`] read from the kernel's coarse clock (`CLOCK_REALTIME_COARSE`, advanced every
+/// tick: within ~4 ms). For once-a-record uses such as the latency histogram, whose smallest
+/// bucket is 5 ms: on this project's VMs a precise clock read costs ~0.5 µs, a tenth of a
+/// record's whole budget, where the coarse one is a memory read.
+pub fn coarse_now_ms() -> i64 {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec for the call's duration, and
+        // CLOCK_REALTIME_COARSE exists on every Linux since 2.6.32.
+        if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } == 0 {
+            return ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000;
+        }
+    }
+    now_ms()
+}
+
 /// A point-in-time copy of [`Stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StatsSnapshot {
@@ -127,6 +147,22 @@ impl Stats {
             delivery_retries: m.retries.get() - self.base.delivery_retries,
             stalled_workers: self.stalled.load(Relaxed).count_ones(),
             assigned_partitions: m.assigned.get().max(0) as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_clock_tells_the_same_time_within_a_tick() {
+        for _ in 0..100 {
+            let (before, coarse, after) = (now_ms(), coarse_now_ms(), now_ms());
+            assert!(
+                coarse >= before - 20 && coarse <= after,
+                "{before} {coarse} {after}"
+            );
         }
     }
 }

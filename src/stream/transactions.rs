@@ -19,7 +19,7 @@
 
 use super::acker::{Acker, Fault};
 use super::producer::Sink;
-use super::stats::now_ms;
+use super::stats::coarse_now_ms;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::Producer;
@@ -159,7 +159,7 @@ impl Transaction {
                          yet; going on (a crash or rebalance now may score these records again)"
                     );
                 }
-                let now = now_ms();
+                let now = coarse_now_ms();
                 acker.committed(sink.epoch(), &offsets, |t| {
                     sink.stats().observe_latency(now, t)
                 });
