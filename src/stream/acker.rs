@@ -151,6 +151,9 @@ struct State {
     fault: Option<Fault>,
     commit_requested: bool,
     delivered_count: u64,
+    /// Threads in [`Acker::wait_delivered`]: a delivery signals only when one waits (each
+    /// signal is a futex system call, and deliveries come once a record).
+    waiters: usize,
 }
 
 /// The acknowledgement state one worker's stages share.
@@ -191,7 +194,9 @@ impl Acker {
         let (next, timestamp) = s.tracker.delivered_timed(partition, offset);
         if let Some(next) = next {
             s.to_store.insert(partition, next);
-            self.changed.notify_all();
+            if s.waiters > 0 {
+                self.changed.notify_all();
+            }
         }
         timestamp
     }
@@ -293,11 +298,13 @@ impl Acker {
             if s.fault.is_some() || now >= deadline {
                 return false;
             }
+            s.waiters += 1;
             s = self
                 .changed
                 .wait_timeout(s, (deadline - now).min(Duration::from_millis(100)))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
+            s.waiters -= 1;
         }
     }
 }
@@ -408,5 +415,32 @@ mod tests {
         assert_eq!(a.in_flight(), 1);
         assert!(!a.wait_delivered(Some(&[0]), Duration::from_millis(5)));
         assert!(a.wait_delivered(Some(&[2]), Duration::ZERO));
+    }
+
+    #[test]
+    fn a_delivery_wakes_a_waiter_at_once() {
+        // Deliveries signal only when someone waits: the waiter must still be woken by the
+        // delivery, not by the end of its 100 ms wait slice.
+        let a = std::sync::Arc::new(Acker::default());
+        a.dispatched([(0, 1, None)].into_iter());
+        let waiter = {
+            let a = a.clone();
+            std::thread::spawn(move || {
+                let ok = a.wait_delivered(None, Duration::from_secs(5));
+                (ok, Instant::now())
+            })
+        };
+        while a.lock().waiters == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let delivered_at = Instant::now();
+        a.delivered(0, 0, 1);
+        let (ok, woke_at) = waiter.join().unwrap();
+        assert!(ok);
+        assert!(
+            woke_at.duration_since(delivered_at) < Duration::from_millis(80),
+            "woken {:?} after the delivery",
+            woke_at.duration_since(delivered_at)
+        );
     }
 }

@@ -45,6 +45,8 @@ pub type KafkaConsumer = BaseConsumer<IntakeContext>;
 const POLL_BURST: usize = 256;
 /// Longest a poll blocks when nothing is waiting.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Longest wait for the broker's committed offsets, or a seek, after the start gate.
+const COMMITTED_WAIT: Duration = Duration::from_secs(5);
 /// Poll while paused (rebalances and back-off are served promptly).
 const BUSY_POLL: Duration = Duration::from_millis(10);
 /// Poll while a partial batch waits behind a batch queued for the scorer.
@@ -298,6 +300,8 @@ pub struct IntakeSettings {
     pub transactional: bool,
     /// Report a stall after this long without a delivery while records wait.
     pub stall_timeout: Duration,
+    /// Where a partition without a committed offset starts (`Beginning` or `End`).
+    pub reset: Offset,
 }
 
 /// Builds the context for a worker's consumer.
@@ -348,6 +352,8 @@ pub fn run(
     // A delivery failed and nothing was delivered since: the rewound records still wait (in
     // the topic, to be read again), so an empty tracker is no sign of progress.
     let mut failing = false;
+    // The start gate paused this worker's partitions (see `restart_fetch`).
+    let mut held_by_gate = false;
     let mut poll_errors = RateLimitedLog::new(Duration::from_secs(5));
     let mut rewinds = RateLimitedLog::new(Duration::from_secs(5));
     let outcome = loop {
@@ -448,7 +454,11 @@ pub fn run(
         let pause = draining || over || backing_off || forming;
         if pause != paused && set_paused(consumer, pause, &s.label) {
             ctx.paused.store(pause, Relaxed);
+            if !pause && std::mem::take(&mut held_by_gate) {
+                restart_fetch(consumer, s);
+            }
         }
+        held_by_gate |= pause && forming;
 
         let timeout = if blocked {
             // The dispatch above already waited for room.
@@ -577,6 +587,37 @@ fn rewind(consumer: &KafkaConsumer, s: &IntakeSettings, acker: &Acker) {
             warn!(worker = %s.label, partition = p, offset, error = %e, "seek after a failed delivery");
         }
     }
+}
+
+/// Seeks every assigned partition to its committed offset (or `reset` without one), once,
+/// when the start gate lets the worker read. librdkafka drops the reply to a partition's
+/// start-offset lookup when the partition is paused or resumed while it is on its way, and
+/// the partition is then never read (confluentinc/librdkafka#2190, #5591; seen here as a
+/// restarted deployment that read three of its four partitions). The gate pauses partitions
+/// right after their assignment and resumes them moments later, which is that window; a seek
+/// starts a fresh lookup. Nothing was read while the gate held, so nothing is read twice.
+fn restart_fetch(consumer: &KafkaConsumer, s: &IntakeSettings) {
+    let assignment = match consumer.assignment() {
+        Ok(a) if a.count() > 0 => a,
+        _ => return,
+    };
+    let committed = match consumer.committed_offsets(assignment, COMMITTED_WAIT) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(worker = %s.label, error = %e, "committed offsets after the start gate; reading on without a seek");
+            return;
+        }
+    };
+    for p in committed.elements_for_topic(&s.topic) {
+        let to = match p.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => s.reset,
+        };
+        if let Err(e) = consumer.seek(&s.topic, p.partition(), to, COMMITTED_WAIT) {
+            warn!(worker = %s.label, partition = p.partition(), error = %e, "seek after the start gate");
+        }
+    }
+    info!(worker = %s.label, partitions = committed.count(), "reading from the committed offsets: start gate open");
 }
 
 /// Pauses or resumes every assigned partition; returns whether it took effect (else the

@@ -8,9 +8,10 @@ use super::record::{ScoreContext, ServingModel};
 use super::scorer::{Scorer, Transactional};
 use super::transactions::Cadence;
 use super::{Stats, StreamError};
-use crate::config::{Delivery, DeploymentConfig};
+use crate::config::{Delivery, DeploymentConfig, StartFrom};
 use crate::model::ModelHandle;
 use rdkafka::consumer::Consumer;
+use rdkafka::Offset;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,10 @@ impl Worker {
             commit_max_records: cfg.commit.max_records,
             transactional,
             stall_timeout: Duration::from_millis(cfg.stall_timeout_ms),
+            reset: match cfg.start_from {
+                StartFrom::Earliest => Offset::Beginning,
+                StartFrom::Latest => Offset::End,
+            },
         };
         let acker = Arc::new(Acker::default());
         let (batches_tx, batches_rx) = crossbeam_channel::bounded(SCORER_QUEUE);
