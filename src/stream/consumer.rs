@@ -592,8 +592,8 @@ fn rewind(consumer: &KafkaConsumer, s: &IntakeSettings, acker: &Acker) {
 /// Seeks every assigned partition to its committed offset (or `reset` without one), once,
 /// when the start gate lets the worker read. librdkafka drops the reply to a partition's
 /// start-offset lookup when the partition is paused or resumed while it is on its way, and
-/// the partition is then never read (confluentinc/librdkafka#2190, #5591; seen here as a
-/// restarted deployment that read three of its four partitions). The gate pauses partitions
+/// the partition is then never read (confluentinc/librdkafka#2190, #5591; the likely cause of
+/// a restarted deployment that stopped reading for good in CI). The gate pauses partitions
 /// right after their assignment and resumes them moments later, which is that window; a seek
 /// starts a fresh lookup. Nothing was read while the gate held, so nothing is read twice.
 fn restart_fetch(consumer: &KafkaConsumer, s: &IntakeSettings) {
