@@ -45,8 +45,8 @@ pub type KafkaConsumer = BaseConsumer<IntakeContext>;
 const POLL_BURST: usize = 256;
 /// Longest a poll blocks when nothing is waiting.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Longest wait for the broker's committed offsets, or a seek, after the start gate.
-const COMMITTED_WAIT: Duration = Duration::from_secs(5);
+/// Longest wait for the broker's committed offsets, and for a seek of every partition.
+const SEEK_WAIT: Duration = Duration::from_secs(5);
 /// Poll while paused (rebalances and back-off are served promptly).
 const BUSY_POLL: Duration = Duration::from_millis(10);
 /// Poll while a partial batch waits behind a batch queued for the scorer.
@@ -582,10 +582,34 @@ fn rewind(consumer: &KafkaConsumer, s: &IntakeSettings, acker: &Acker) {
         store(consumer, &s.topic, delivered, &s.label);
         let _ = consumer.commit_consumer_state(CommitMode::Async);
     }
-    for (p, offset) in points {
-        if let Err(e) = consumer.seek(&s.topic, p, Offset::Offset(offset), Duration::from_secs(5)) {
-            warn!(worker = %s.label, partition = p, offset, error = %e, "seek after a failed delivery");
+    let points = points.into_iter().map(|(p, o)| (p, Offset::Offset(o)));
+    seek(consumer, s, points, "seek after a failed delivery");
+}
+
+/// Seeks partitions of the input topic, all in one call bounded by [`SEEK_WAIT`]; a
+/// partition that cannot seek is logged as `what` and read on from where it is.
+fn seek(
+    consumer: &KafkaConsumer,
+    s: &IntakeSettings,
+    to: impl IntoIterator<Item = (i32, Offset)>,
+    what: &str,
+) {
+    let mut tpl = TopicPartitionList::new();
+    for (p, offset) in to {
+        let _ = tpl.add_partition_offset(&s.topic, p, offset);
+    }
+    if tpl.count() == 0 {
+        return;
+    }
+    match consumer.seek_partitions(tpl, SEEK_WAIT) {
+        Ok(result) => {
+            for e in result.elements() {
+                if let Err(error) = e.error() {
+                    warn!(worker = %s.label, partition = e.partition(), offset = ?e.offset(), %error, "{what}");
+                }
+            }
         }
+        Err(error) => warn!(worker = %s.label, %error, "{what}"),
     }
 }
 
@@ -601,22 +625,21 @@ fn restart_fetch(consumer: &KafkaConsumer, s: &IntakeSettings) {
         Ok(a) if a.count() > 0 => a,
         _ => return,
     };
-    let committed = match consumer.committed_offsets(assignment, COMMITTED_WAIT) {
+    let committed = match consumer.committed_offsets(assignment, SEEK_WAIT) {
         Ok(c) => c,
         Err(e) => {
             warn!(worker = %s.label, error = %e, "committed offsets after the start gate; reading on without a seek");
             return;
         }
     };
-    for p in committed.elements_for_topic(&s.topic) {
-        let to = match p.offset() {
+    let to = committed.elements_for_topic(&s.topic).into_iter().map(|p| {
+        let offset = match p.offset() {
             Offset::Offset(o) => Offset::Offset(o),
             _ => s.reset,
         };
-        if let Err(e) = consumer.seek(&s.topic, p.partition(), to, COMMITTED_WAIT) {
-            warn!(worker = %s.label, partition = p.partition(), error = %e, "seek after the start gate");
-        }
-    }
+        (p.partition(), offset)
+    });
+    seek(consumer, s, to, "seek after the start gate");
     info!(worker = %s.label, partitions = committed.count(), "reading from the committed offsets: start gate open");
 }
 

@@ -23,8 +23,8 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
         .set("statistics.interval.ms", "5000")
         // The rebalance timeout, and librdkafka's JoinGroup request timeout less 3 s. The
         // consumer thread never stops polling (a revoke waits at most 10 s), so 60 s costs
-        // nothing, and a join a coordinator never answers (tansu has held one past 240 s) is
-        // retried after 63 s rather than librdkafka's default 303 s.
+        // nothing, and a join a coordinator leaves unanswered is retried after 63 s rather
+        // than librdkafka's default 303 s.
         .set("max.poll.interval.ms", "60000")
         // librdkafka's prefetch, bounded per deployment: the largest share of the process's
         // memory under a backlog (a queued message costs several times its bytes), and what

@@ -547,8 +547,8 @@ impl Daemon {
                 "session.timeout.ms=6000",
                 "--kafka",
                 "heartbeat.interval.ms=500",
-                // librdkafka retries an unanswered JoinGroup after this + 3 s; tansu has left
-                // a restarted group's join unanswered past 240 s (the daemon's default is 60 s).
+                // librdkafka retries an unanswered JoinGroup after this + 3 s: a stuck join
+                // costs a test 33 s, not 63 (the daemon's default is 60 s).
                 "--kafka",
                 "max.poll.interval.ms=30000",
             ])
