@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::warn;
 
+/// Longest a stop waits for a deployment after abandoning its in-flight records.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
+
 impl Manager {
     pub(super) async fn drain(&self, mut run: Run) {
         run.handles.stop.cancel();
@@ -19,7 +22,17 @@ impl Manager {
         {
             warn!("drain timeout reached: abandoning in-flight records uncommitted");
             run.handles.abort.cancel();
-            let _ = run.task.await;
+            if tokio::time::timeout(ABORT_GRACE, &mut run.task)
+                .await
+                .is_err()
+            {
+                // Nothing is committed past this point; the workers' threads end on their own
+                // (or with the process).
+                warn!(
+                    grace_ms = ABORT_GRACE.as_millis() as u64,
+                    "the deployment did not stop after the abort; leaving it behind"
+                );
+            }
         }
     }
 

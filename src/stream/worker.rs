@@ -15,10 +15,13 @@ use rdkafka::Offset;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Longest a worker waits for its transactional producer before subscribing.
 const PRODUCER_READY_WAIT: Duration = Duration::from_secs(30);
+
+/// Longest a stopping worker waits for its consumer to leave the group.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Batches that may wait for the scorer besides the one it scores: one prefetched batch, as
 /// in text-embeddings-inference's batching queue, plus one so the consumer rarely waits.
@@ -137,9 +140,29 @@ impl Worker {
         let scored = scorer
             .join()
             .unwrap_or_else(|_| Err(StreamError::Scoring("the scorer thread panicked".into())));
-        // Dropping the last handle closes the consumer: it leaves the group.
-        drop(consumer);
-        info!(worker = %label, "consumer stopped");
+        close(consumer, &label);
         result.and(scored)
+    }
+}
+
+/// Closes the consumer (it leaves the group), waiting at most [`CLOSE_WAIT`]. librdkafka's
+/// close waits for the broker to answer the leave and any commit still in flight, with no
+/// deadline of its own (a CI run saw one never answered); past the wait the close goes on
+/// on a detached thread, so a stop never hangs on the broker. Offsets were committed before.
+fn close(consumer: Arc<KafkaConsumer>, label: &str) {
+    let (closed_tx, closed_rx) = std::sync::mpsc::sync_channel(1);
+    // If the thread cannot start, the closure (and the consumer) drops here: a blocking close.
+    let _ = std::thread::Builder::new()
+        .name("ss-close".into())
+        .spawn(move || {
+            // Dropping the last handle closes the consumer.
+            drop(consumer);
+            let _ = closed_tx.send(());
+        });
+    match closed_rx.recv_timeout(CLOSE_WAIT) {
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            warn!(worker = %label, wait_ms = CLOSE_WAIT.as_millis() as u64, "consumer stopped; the broker has not confirmed its leave yet (closing in the background; the group's session timeout removes it at the latest)")
+        }
+        _ => info!(worker = %label, "consumer stopped"),
     }
 }

@@ -660,6 +660,14 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // `STREAMSCORE_TEST_KEEP_LOGS=<dir>` keeps every daemon's log, passing tests' too.
+        if let Some(dir) = std::env::var_os("STREAMSCORE_TEST_KEEP_LOGS") {
+            if let Some(name) = self.log.file_name() {
+                let name = name.to_string_lossy();
+                let kept = Path::new(&dir).join(format!("{}-{name}", std::process::id()));
+                let _ = std::fs::copy(&self.log, kept);
+            }
+        }
     }
 }
 
