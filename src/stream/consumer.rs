@@ -9,10 +9,9 @@
 //!   committed (asynchronously) every `commit.interval_ms`, or at once after
 //!   `commit.max_records` deliveries, which bounds what a crash replays; a periodic commit
 //!   waits for the previous one's answer, so a slow coordinator paces them.
-//! - **Rebalances**: on revoke, records of the revoked partitions still in the batcher are
-//!   dropped (never produced), the rest in flight are waited for (bounded), stored and
-//!   committed before the partitions go; on assign and on lost partitions the tracker forgets
-//!   them.
+//! - **Rebalances** ([`rebalance`]): assigned partitions start at concrete offsets looked up
+//!   first (librdkafka's own lookup does not survive a pause); revoked ones hand their
+//!   records in flight over (bounded), stored and committed.
 //! - **Faults**: a retriable delivery fault rewinds: the delivered prefix is stored, every
 //!   partition with undelivered records is sought back to its first one, the epoch moves (the
 //!   scorer builds a new producer) and reading resumes after a back-off. A fatal fault ends the
@@ -27,8 +26,8 @@ use super::batcher::{Batch, Batcher};
 use super::start_gate::StartGate;
 use super::{RateLimitedLog, Stats, StreamError};
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::{BTreeSet, HashMap};
@@ -38,6 +37,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+mod rebalance;
+
 /// The consumer type of a worker.
 pub type KafkaConsumer = BaseConsumer<IntakeContext>;
 
@@ -45,7 +46,7 @@ pub type KafkaConsumer = BaseConsumer<IntakeContext>;
 const POLL_BURST: usize = 256;
 /// Longest a poll blocks when nothing is waiting.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Longest wait for the broker's committed offsets, and for a seek of every partition.
+/// Longest wait for a seek of every partition.
 const SEEK_WAIT: Duration = Duration::from_secs(5);
 /// Poll while paused (rebalances and back-off are served promptly).
 const BUSY_POLL: Duration = Duration::from_millis(10);
@@ -53,8 +54,6 @@ const BUSY_POLL: Duration = Duration::from_millis(10);
 const SCORER_BUSY_POLL: Duration = Duration::from_millis(1);
 /// Longest the consumer waits for room in the scorer's queue before polling again.
 const BLOCKED_WAIT: Duration = Duration::from_millis(50);
-/// Longest a revoke waits for the revoked partitions' records in flight.
-const REVOKE_WAIT: Duration = Duration::from_secs(10);
 /// Longest an unanswered asynchronous commit holds back the next one.
 const COMMIT_STUCK: Duration = Duration::from_secs(10);
 /// First and longest back-off between rewinds.
@@ -89,6 +88,8 @@ pub struct IntakeContext {
     gate: Arc<StartGate>,
     /// This worker's index (its place in the gate).
     index: usize,
+    /// Where a partition without a committed offset starts (`Beginning` or `End`).
+    reset: Offset,
 }
 
 impl ClientContext for IntakeContext {
@@ -127,72 +128,6 @@ fn partition_lag(p: &rdkafka::statistics::Partition) -> Option<i64> {
     (end >= 0 && position >= 0).then(|| (end - position).max(0))
 }
 
-impl Drop for IntakeContext {
-    /// The consumer is closed: its partitions are no longer owned.
-    fn drop(&mut self) {
-        let owned: Vec<i32> =
-            std::mem::take(&mut *self.owned.lock().unwrap_or_else(|p| p.into_inner()))
-                .into_iter()
-                .collect();
-        self.disown(&owned);
-    }
-}
-
-impl ConsumerContext for IntakeContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let revoked = partitions_of(tpl, &self.topic);
-            self.lock().batcher.remove_partitions(&revoked);
-            let gone: Vec<i32> = {
-                let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-                revoked
-                    .iter()
-                    .copied()
-                    .filter(|p| owned.remove(p))
-                    .collect()
-            };
-            self.disown(&gone);
-            if consumer.assignment_lost() || self.abandoning.load(Relaxed) {
-                self.acker.forget(&revoked);
-                info!(worker = %self.label, partitions = ?revoked, "partitions lost");
-                return;
-            }
-            self.hand_over(consumer, &revoked);
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        self.commit_in_flight.store(false, Relaxed);
-        if let Err(e) = result {
-            debug!(worker = %self.label, error = %e, "commit");
-        }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let assigned = partitions_of(tpl, &self.topic);
-            self.gate.joined(self.index);
-            // Nothing of an earlier owner's epoch may linger for these partitions.
-            self.acker.forget(&assigned);
-            let added = {
-                let mut owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
-                assigned.iter().filter(|&&p| owned.insert(p)).count()
-            };
-            self.stats.assigned(added as i64);
-            // librdkafka may keep a partition's pause across an eager reassignment: state it
-            // explicitly, or a partition paused before a revoke could stay paused for good.
-            let _ = if self.paused.load(Relaxed) {
-                consumer.pause(tpl)
-            } else {
-                consumer.resume(tpl)
-            };
-            info!(worker = %self.label, partitions = ?assigned, "partitions assigned");
-        } else if let Rebalance::Error(e) = rebalance {
-            warn!(worker = %self.label, error = %e, "rebalance failed; the group will retry");
-        }
-    }
-}
-
 impl IntakeContext {
     /// Partitions no longer owned: counted out, their lag series removed.
     fn disown(&self, partitions: &[i32]) {
@@ -203,63 +138,17 @@ impl IntakeContext {
     fn lock(&self) -> MutexGuard<'_, Intake> {
         self.intake.lock().unwrap_or_else(|p| p.into_inner())
     }
-
-    /// Before revoked partitions go: deliver what is in flight for them (bounded), store and
-    /// commit, then forget them.
-    fn hand_over(&self, consumer: &KafkaConsumer, revoked: &[i32]) {
-        let blocked = self.lock().blocked.take();
-        if let Some(b) = blocked {
-            if let Err(e) = self.batches.send_timeout(b, REVOKE_WAIT) {
-                self.lock().blocked = Some(e.into_inner());
-            }
-        }
-        self.acker.set_commit_requested(true);
-        let clean = self.acker.wait_delivered(Some(revoked), REVOKE_WAIT);
-        self.acker.set_commit_requested(false);
-        if !self.transactional {
-            store(
-                consumer,
-                &self.topic,
-                self.acker.take_to_store(),
-                &self.label,
-            );
-            commit_before_handing_over(consumer, &self.label);
-        } else if !clean {
-            // The open transaction holds outputs of partitions the next owner will read again
-            // from the last committed offsets: abort it (the fault makes the scorer abort and
-            // the worker rewind what it keeps) rather than let it commit late.
-            self.acker.raise(
-                self.acker.epoch(),
-                Fault::Retry("partitions revoked before their transaction committed".into()),
-            );
-        }
-        self.acker.forget(revoked);
-        info!(worker = %self.label, partitions = ?revoked, all_delivered = clean, "partitions revoked");
-    }
 }
 
-/// Commits what was stored before revoked partitions go, retrying a refused commit twice:
-/// what a failed commit leaves uncommitted, the next owner reads again.
-fn commit_before_handing_over(consumer: &KafkaConsumer, label: &str) {
-    for attempt in 1..=3u64 {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => return,
-            // Nothing stored since the last commit: nothing to do.
-            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => return,
-            Err(e) => {
-                warn!(worker = %label, error = %e, attempt, "commit before a revoke failed (records since the last commit will be read again by the next owner)");
-                std::thread::sleep(Duration::from_millis(100 * attempt));
-            }
-        }
+impl Drop for IntakeContext {
+    /// The consumer is closed: its partitions are no longer owned.
+    fn drop(&mut self) {
+        let owned: Vec<i32> =
+            std::mem::take(&mut *self.owned.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        self.disown(&owned);
     }
-}
-
-/// The partitions of `topic` in a rebalance's list.
-fn partitions_of(tpl: &TopicPartitionList, topic: &str) -> Vec<i32> {
-    tpl.elements_for_topic(topic)
-        .iter()
-        .map(|e| e.partition())
-        .collect()
 }
 
 /// Stores next-offsets. Storing for a partition no longer owned fails harmlessly.
@@ -329,6 +218,7 @@ pub fn context(
         owned: Mutex::new(BTreeSet::new()),
         gate,
         index: s.index,
+        reset: s.reset,
     }
 }
 
@@ -352,8 +242,6 @@ pub fn run(
     // A delivery failed and nothing was delivered since: the rewound records still wait (in
     // the topic, to be read again), so an empty tracker is no sign of progress.
     let mut failing = false;
-    // The start gate paused this worker's partitions (see `restart_fetch`).
-    let mut held_by_gate = false;
     let mut poll_errors = RateLimitedLog::new(Duration::from_secs(5));
     let mut rewinds = RateLimitedLog::new(Duration::from_secs(5));
     let outcome = loop {
@@ -454,11 +342,7 @@ pub fn run(
         let pause = draining || over || backing_off || forming;
         if pause != paused && set_paused(consumer, pause, &s.label) {
             ctx.paused.store(pause, Relaxed);
-            if !pause && std::mem::take(&mut held_by_gate) {
-                restart_fetch(consumer, s);
-            }
         }
-        held_by_gate |= pause && forming;
 
         let timeout = if blocked {
             // The dispatch above already waited for room.
@@ -611,36 +495,6 @@ fn seek(
         }
         Err(error) => warn!(worker = %s.label, %error, "{what}"),
     }
-}
-
-/// Seeks every assigned partition to its committed offset (or `reset` without one), once,
-/// when the start gate lets the worker read. librdkafka drops the reply to a partition's
-/// start-offset lookup when the partition is paused or resumed while it is on its way, and
-/// the partition is then never read (confluentinc/librdkafka#2190, #5591; the likely cause of
-/// a restarted deployment that stopped reading for good in CI). The gate pauses partitions
-/// right after their assignment and resumes them moments later, which is that window; a seek
-/// starts a fresh lookup. Nothing was read while the gate held, so nothing is read twice.
-fn restart_fetch(consumer: &KafkaConsumer, s: &IntakeSettings) {
-    let assignment = match consumer.assignment() {
-        Ok(a) if a.count() > 0 => a,
-        _ => return,
-    };
-    let committed = match consumer.committed_offsets(assignment, SEEK_WAIT) {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(worker = %s.label, error = %e, "committed offsets after the start gate; reading on without a seek");
-            return;
-        }
-    };
-    let to = committed.elements_for_topic(&s.topic).into_iter().map(|p| {
-        let offset = match p.offset() {
-            Offset::Offset(o) => Offset::Offset(o),
-            _ => s.reset,
-        };
-        (p.partition(), offset)
-    });
-    seek(consumer, s, to, "seek after the start gate");
-    info!(worker = %s.label, partitions = committed.count(), "reading from the committed offsets: start gate open");
 }
 
 /// Pauses or resumes every assigned partition; returns whether it took effect (else the
