@@ -20,7 +20,9 @@
 //! `cargo bench --bench pipeline`. Under `cargo test` it runs a small smoke pass (2,000
 //! records, one run, no latency); `PIPELINE_BENCH_LATENCY=0` skips latency,
 //! `PIPELINE_BENCH_SKIP=c,d` passes (c) and (d) (experiments only: they then print zeros),
-//! `PIPELINE_BENCH_LATENCY_ONLY=75000` measures latency alone at that rate.
+//! `PIPELINE_BENCH_LATENCY_ONLY=75000` measures latency alone at that rate. The copy
+//! compresses its output as the daemon does by default (lz4);
+//! `PIPELINE_BENCH_COPY_COMPRESSION=none` measures it as librdkafka ships.
 
 #[path = "../tests/pipeline/harness.rs"]
 #[allow(dead_code)]
@@ -53,6 +55,14 @@ const SUBJECTS: [&str; 10] = [
 ];
 /// The daemon's default fetch wait, used by the bare copy too.
 const FETCH_WAIT_MS: &str = streamscore::stream::kafka::DEFAULT_FETCH_WAIT_MS;
+
+/// The copy's output compression: the daemon's default, so neither side is measured against a
+/// lighter wire format (`PIPELINE_BENCH_COPY_COMPRESSION=none` for the copy as librdkafka
+/// ships it).
+fn copy_compression() -> String {
+    std::env::var("PIPELINE_BENCH_COPY_COMPRESSION")
+        .unwrap_or_else(|_| streamscore::stream::kafka::DEFAULT_COMPRESSION.into())
+}
 
 /// More daemon flags for experiments, given to every daemon pass and the latency round, e.g.
 /// `PIPELINE_BENCH_DAEMON_ARGS="--max-in-flight 50000"`.
@@ -102,7 +112,11 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(broker.create_topic("in", PARTITIONS));
     rt.block_on(broker.produce("in", &tweets(n)));
-    eprintln!("produced {n} tweets to {PARTITIONS} partitions");
+    eprintln!(
+        "produced {n} tweets to {PARTITIONS} partitions; output compression: copy {}, daemon {} (unless PIPELINE_BENCH_DAEMON_ARGS says otherwise)",
+        copy_compression(),
+        streamscore::stream::kafka::DEFAULT_COMPRESSION
+    );
 
     // For experiments: `PIPELINE_BENCH_LATENCY_ONLY=<records/s>` measures latency alone.
     if let Some(rate) = std::env::var("PIPELINE_BENCH_LATENCY_ONLY")
@@ -446,6 +460,7 @@ fn bare_copy(
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        .set("compression.type", copy_compression())
         .set("queue.buffering.max.messages", "1000000")
         .create_with_context(CopyContext::default())
         .unwrap();

@@ -16,8 +16,9 @@
 //!   partition with undelivered records is sought back to its first one, the epoch moves (the
 //!   scorer builds a new producer) and reading resumes after a back-off. A fatal fault ends the
 //!   worker with its reason.
-//! - **Start**: the partitions stay paused until every worker of the deployment has joined
-//!   the group (or 3 s passed), so no worker drains the backlog alone ([`super::start_gate`]).
+//! - **Start**: a worker takes its first partitions only once every worker of the deployment
+//!   has joined the group (or 3 s passed), so no worker drains the backlog alone
+//!   ([`super::start_gate`]).
 //! - **Stall**: when nothing is delivered for `stall_timeout` while records wait, the
 //!   deployment's status says so (with the last error) until deliveries move again.
 
@@ -332,14 +333,13 @@ pub fn run(
         // draining, or before the deployment's workers have formed their group. A full
         // scorer queue alone does not pause: the consumer waits on it above.
         let backing_off = resume_at.is_some_and(|t| now < t);
-        let forming = !ctx.gate.is_open();
         let paused = ctx.paused.load(Relaxed);
         let over = if paused {
             in_flight > s.max_in_flight / 2
         } else {
             in_flight >= s.max_in_flight
         };
-        let pause = draining || over || backing_off || forming;
+        let pause = draining || over || backing_off;
         if pause != paused && set_paused(consumer, pause, &s.label) {
             ctx.paused.store(pause, Relaxed);
         }

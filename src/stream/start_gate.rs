@@ -5,12 +5,17 @@
 //! the first; Apache Kafka delays a new group's first rebalance by
 //! `group.initial.rebalance.delay.ms` for the same reason). Whichever worker is assigned first
 //! would read every partition alone, then be revoked when its siblings join: a second of one
-//! worker's speed, and a revoke with records in flight. So each worker keeps its partitions
-//! paused (polling on, so the group protocol is served) until every sibling has had its first
-//! assignment, or [`FORM_WAIT`] has passed since the first one (a sibling with no partition to
-//! own may never be told of an assignment; the wait counts from an assignment, not from the
-//! start, because a coordinator may hold a new group's first join for seconds). The gate opens
-//! once and stays open: later rebalances never wait.
+//! worker's speed, and a revoke with records in flight. So each worker's rebalance callback
+//! holds its first assignment (librdkafka keeps the group's heartbeats going meanwhile) until
+//! every sibling has had its first assignment, or [`FORM_WAIT`] has passed since the first one
+//! (a sibling with no partition to own may never be told of an assignment; the wait counts
+//! from an assignment, not from the start, because a coordinator may hold a new group's first
+//! join for seconds). The gate opens once and stays open: later rebalances never wait.
+//!
+//! Holding the assignment, not pausing the assigned partitions: librdkafka does not wake an
+//! idle fetcher when a partition is resumed, so partitions resumed when the gate opened sat up
+//! to a second unread (confluentinc/confluent-kafka-go#630 shows the same delay), which halved
+//! the pipeline bench's throughput whenever the joins came a round apart.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -18,6 +23,9 @@ use std::time::{Duration, Instant};
 
 /// Longest the workers wait for each other before reading.
 pub const FORM_WAIT: Duration = Duration::from_secs(3);
+
+/// How often a waiting worker looks at the gate.
+const POLL: Duration = Duration::from_millis(5);
 
 /// Shared by a deployment's workers for one start.
 #[derive(Debug)]
@@ -60,6 +68,17 @@ impl StartGate {
         }
     }
 
+    /// Blocks until the gate is open (at most the wait after the first assignment; at once
+    /// before any assignment, which cannot happen to a caller that has just joined).
+    pub fn wait_open(&self) {
+        while !self.is_open() {
+            if self.deadline.get().is_none() {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
     /// Whether the workers may read: all have joined, or the wait since the first is over.
     /// (Before any assignment there is nothing to read.)
     pub fn is_open(&self) -> bool {
@@ -87,6 +106,35 @@ mod tests {
         g.joined(2);
         assert!(!g.is_open(), "worker 1 has not joined yet");
         g.joined(1);
+        assert!(g.is_open());
+    }
+
+    #[test]
+    fn a_worker_waits_for_its_sibling_or_the_deadline() {
+        let g = std::sync::Arc::new(StartGate::new(2, Duration::from_secs(60)));
+        g.joined(0);
+        let sibling = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                g.joined(1);
+            })
+        };
+        let t = Instant::now();
+        g.wait_open();
+        assert!(
+            t.elapsed() >= Duration::from_millis(40),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(g.is_open());
+        sibling.join().unwrap();
+
+        let g = StartGate::new(2, Duration::from_millis(100));
+        g.joined(0);
+        let t = Instant::now();
+        g.wait_open();
+        assert!(t.elapsed() < Duration::from_secs(5), "bounded by the wait");
         assert!(g.is_open());
     }
 

@@ -1,14 +1,15 @@
 //! A worker's rebalances: where assigned partitions start reading, and what revoked ones hand
 //! over.
 //!
-//! - **Assign**: every partition gets a concrete start offset before librdkafka sees the
+//! - **Assign**: the first assignment of a worker waits for its siblings
+//!   ([`crate::stream::start_gate`]); then every partition gets a concrete start offset before librdkafka sees the
 //!   assignment: its committed offset, else the partition's first or next offset
 //!   (`start_from`), looked up here. librdkafka's own lookup of a logical start offset does
 //!   not survive a pause or resume while it is on its way: the reply is dropped and the
 //!   partition either waits for good (confluentinc/librdkafka#2190) or gets a retry timer
 //!   that later fires on the running partition and sends it back to its start (every record
-//!   read twice: seen in the join-under-load test, 5,000 duplicates). Backpressure and the
-//!   start gate pause partitions right after an assignment, so the lookup is done here. If
+//!   read twice: seen in the join-under-load test, 5,000 duplicates). Backpressure may pause
+//!   partitions right after an assignment, so the lookup is done here. If
 //!   the broker does not answer within [`START_WAIT`], the partitions are assigned as given
 //!   (librdkafka looks them up) and a warning says so.
 //! - **Revoke**: records of the revoked partitions still in the batcher are dropped (never
@@ -45,6 +46,11 @@ impl ConsumerContext for IntakeContext {
         );
         let applied = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                // The first assignment waits (bounded) for the deployment's other workers,
+                // rather than taking its partitions paused: librdkafka does not wake an idle
+                // fetcher on resume, so partitions resumed after the gate sat up to 1 s unread.
+                self.gate.joined(self.index);
+                self.gate.wait_open();
                 self.resolve_start(consumer, tpl);
                 let applied = if cooperative {
                     consumer.incremental_assign(tpl)
@@ -131,7 +137,6 @@ impl IntakeContext {
     /// and paused or resumed as the worker is.
     fn assigned(&self, consumer: &KafkaConsumer, tpl: &TopicPartitionList) {
         let assigned = partitions_of(tpl, &self.topic);
-        self.gate.joined(self.index);
         // Nothing of an earlier owner's epoch may linger for these partitions.
         self.acker.forget(&assigned);
         let added = {
