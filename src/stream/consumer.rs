@@ -340,7 +340,7 @@ pub fn run(
             in_flight >= s.max_in_flight
         };
         let pause = draining || over || backing_off;
-        if pause != paused && set_paused(consumer, pause, &s.label) {
+        if pause != paused && set_paused(consumer, s, pause) {
             ctx.paused.store(pause, Relaxed);
         }
 
@@ -498,8 +498,13 @@ fn seek(
 }
 
 /// Pauses or resumes every assigned partition; returns whether it took effect (else the
-/// next round tries again).
-fn set_paused(consumer: &KafkaConsumer, pause: bool, label: &str) -> bool {
+/// next round tries again). A resume also seeks each partition to where the worker stopped
+/// reading: librdkafka does not wake a fetcher that went idle because all its partitions were
+/// paused, so without the seek a resumed partition can sit up to a second unread
+/// (confluentinc/confluent-kafka-go#630); a seek makes the partition fetchable again, which
+/// does wake it. The position is the next record after the last one polled, where librdkafka
+/// resumes anyway, so nothing is skipped or read twice.
+fn set_paused(consumer: &KafkaConsumer, s: &IntakeSettings, pause: bool) -> bool {
     let r = consumer.assignment().and_then(|assignment| {
         if pause {
             consumer.pause(&assignment)
@@ -508,7 +513,28 @@ fn set_paused(consumer: &KafkaConsumer, pause: bool, label: &str) -> bool {
         }
     });
     if let Err(e) = &r {
-        debug!(worker = %label, error = %e, pause, "pause/resume");
+        debug!(worker = %s.label, error = %e, pause, "pause/resume");
+    }
+    if r.is_ok() && !pause {
+        wake_fetchers(consumer, s);
     }
     r.is_ok()
+}
+
+/// Seeks every partition the worker has read from to its current position (see
+/// [`set_paused`]). A partition not read from since its assignment or last seek has no
+/// position and is left alone.
+fn wake_fetchers(consumer: &KafkaConsumer, s: &IntakeSettings) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    let to: Vec<(i32, Offset)> = positions
+        .elements_for_topic(&s.topic)
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) if o > 0 => Some((e.partition(), Offset::Offset(o))),
+            _ => None,
+        })
+        .collect();
+    seek(consumer, s, to, "seek after a resume");
 }

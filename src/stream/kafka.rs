@@ -53,9 +53,10 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
 }
 
 /// Prefetch of the deployment's consumers together, in KiB. Measured with the pipeline bench
-/// (2 workers, 200,000 queued tweets): 5 MiB a worker read at 0.99× the bare copy with a peak
-/// RSS of 93 MB; 8 MiB at 1.19× but 107 MB; 4 MiB at 0.80×, 79 MB.
-pub const PREFETCH_KBYTES: usize = 10 * 1024;
+/// (2 workers, 200,000 queued tweets, medians of 3, 2026-11-29, once both workers start
+/// together): 5 MiB a worker read at 1.09× the bare copy with a peak RSS of 106 MB (runs 91 to
+/// 112); 4 MiB at 0.97×, 90 MB (87 to 91).
+pub const PREFETCH_KBYTES: usize = 8 * 1024;
 
 /// Each worker's share of [`PREFETCH_KBYTES`], at least 4 MiB.
 pub fn prefetch_kbytes(workers: usize) -> usize {
@@ -157,9 +158,9 @@ mod tests {
 
     #[test]
     fn the_prefetch_is_shared_by_the_workers_with_a_floor() {
-        assert_eq!(prefetch_kbytes(1), 10 * 1024);
-        assert_eq!(prefetch_kbytes(2), 5 * 1024);
+        assert_eq!(prefetch_kbytes(1), 8 * 1024);
+        assert_eq!(prefetch_kbytes(2), 4 * 1024);
         assert_eq!(prefetch_kbytes(64), 4096);
-        assert_eq!(prefetch_kbytes(0), 10 * 1024, "never divides by zero");
+        assert_eq!(prefetch_kbytes(0), 8 * 1024, "never divides by zero");
     }
 }

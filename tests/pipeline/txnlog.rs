@@ -6,6 +6,7 @@
 //! write the markers, so this reader applies them itself: it fetches the raw record batches
 //! (Kafka protocol, `read_uncommitted`), holds each producer's transactional records until
 //! that producer's next control record, then keeps them on COMMIT and drops them on ABORT.
+//! Batches compressed with lz4 (the daemon's default) are decompressed by `kafka-protocol`.
 //! Records of a transaction still open at the end of the log are not returned, as
 //! `read_committed` would not return them either.
 
@@ -69,8 +70,11 @@ fn read_partition(conn: &mut TcpStream, topic: &str, partition: i32, log: &mut T
         empty = 0;
         let before = next;
         while bytes.has_remaining() {
-            let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-                break; // a batch cut by the size limit: fetched again from `next`
+            let set = match RecordBatchDecoder::decode(&mut bytes) {
+                Ok(set) => set,
+                // A batch cut by the size limit: fetched again from `next`.
+                Err(_) if next > before => break,
+                Err(e) => panic!("{topic}/{partition}: undecodable batch at {next}: {e}"),
             };
             for r in set.records {
                 next = next.max(r.offset + 1);
