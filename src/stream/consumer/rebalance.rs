@@ -83,6 +83,11 @@ impl ConsumerContext for IntakeContext {
     }
 }
 
+fn set_start(tpl: &mut TopicPartitionList, topic: &str, partition: i32, offset: i64) {
+    // The partition is in the list (it came from it), so this cannot fail.
+    let _ = tpl.set_partition_offset(topic, partition, Offset::Offset(offset));
+}
+
 fn unassign(
     consumer: &KafkaConsumer,
     tpl: &TopicPartitionList,
@@ -97,40 +102,48 @@ fn unassign(
 
 impl IntakeContext {
     /// Sets each assigned partition's start offset: committed, else the partition's start or
-    /// end. Left as given (a logical offset librdkafka looks up) when the broker is too slow.
+    /// end (one ListOffsets per leader). Left as given (a logical offset librdkafka looks up)
+    /// when the broker does not answer within [`START_WAIT`] in all.
     fn resolve_start(&self, consumer: &KafkaConsumer, tpl: &mut TopicPartitionList) {
         let deadline = Instant::now() + START_WAIT;
-        let starts = match consumer.committed_offsets(tpl.clone(), START_WAIT) {
+        let committed = match consumer.committed_offsets(tpl.clone(), START_WAIT) {
             Ok(committed) => committed,
-            Err(error) => {
-                warn!(worker = %self.label, %error, "committed offsets unknown at assignment; librdkafka looks them up (a pause during that lookup can make it read a partition twice)");
-                return;
-            }
+            Err(error) => return self.unresolved(&error.to_string()),
         };
-        for e in starts.elements_for_topic(&self.topic) {
-            let p = e.partition();
-            let start = match e.offset() {
-                Offset::Offset(o) => o,
+        // Partitions without a committed offset: the broker's first or next offset, asked
+        // for by "timestamp" -2 (earliest) or -1 (latest), the values of `Beginning`/`End`.
+        let mut bounds = TopicPartitionList::new();
+        for e in committed.elements_for_topic(&self.topic) {
+            match e.offset() {
+                Offset::Offset(o) => set_start(tpl, &self.topic, e.partition(), o),
                 _ => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    match consumer.fetch_watermarks(
-                        &self.topic,
-                        p,
-                        left.max(Duration::from_millis(500)),
-                    ) {
-                        Ok((low, _)) if self.reset == Offset::Beginning => low,
-                        Ok((_, high)) => high,
-                        Err(error) => {
-                            warn!(worker = %self.label, partition = p, %error, "partition bounds unknown at assignment; librdkafka looks them up (a pause during that lookup can make it read the partition twice)");
-                            continue;
+                    let _ = bounds.add_partition_offset(&self.topic, e.partition(), self.reset);
+                }
+            }
+        }
+        if bounds.count() == 0 {
+            return;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.offsets_for_times(bounds, left) {
+            Ok(found) => {
+                for e in found.elements_for_topic(&self.topic) {
+                    match e.offset() {
+                        Offset::Offset(o) if o >= 0 => {
+                            set_start(tpl, &self.topic, e.partition(), o)
+                        }
+                        other => {
+                            self.unresolved(&format!("partition {}: {other:?}", e.partition()))
                         }
                     }
                 }
-            };
-            if let Err(error) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(start)) {
-                warn!(worker = %self.label, partition = p, %error, "start offset not set");
             }
+            Err(error) => self.unresolved(&error.to_string()),
         }
+    }
+
+    fn unresolved(&self, why: &str) {
+        warn!(worker = %self.label, reason = why, "start offsets unknown at assignment; librdkafka looks them up (a pause during that lookup can make it read a partition twice)");
     }
 
     /// After an assignment: the tracker forgets the partitions, they are owned and counted,
