@@ -329,9 +329,9 @@ pub fn run(
             }
         }
 
-        // Backpressure: pause while too much is in flight (resume at half), backing off,
-        // draining, or before the deployment's workers have formed their group. A full
-        // scorer queue alone does not pause: the consumer waits on it above.
+        // Backpressure: pause while too much is in flight (resume at half), backing off or
+        // draining (the start gate holds the first assignment instead, in `rebalance`). A
+        // full scorer queue alone does not pause: the consumer waits on it above.
         let backing_off = resume_at.is_some_and(|t| now < t);
         let paused = ctx.paused.load(Relaxed);
         let over = if paused {
@@ -523,7 +523,8 @@ fn set_paused(consumer: &KafkaConsumer, s: &IntakeSettings, pause: bool) -> bool
 
 /// Seeks every partition the worker has read from to its current position (see
 /// [`set_paused`]). A partition not read from since its assignment or last seek has no
-/// position and is left alone.
+/// position and is left alone, and so is one at offset 0: librdkafka applies a seek to 0
+/// without a fetch-state change, so it would not wake anything.
 fn wake_fetchers(consumer: &KafkaConsumer, s: &IntakeSettings) {
     let Ok(positions) = consumer.position() else {
         return;
