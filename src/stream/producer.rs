@@ -1,9 +1,9 @@
 //! The producer stage: outputs and dead letters handed to librdkafka, delivery reports turned
 //! into acknowledgements.
 //!
-//! One [`Sink`] per worker wraps a `ThreadedProducer` whose delivery callback receives the
-//! source `(partition, offset)` packed into the message's opaque word: no future, channel or
-//! box per record. Delivery errors are classified ([`classify`]):
+//! One [`Sink`] per worker wraps a `BaseProducer`, served by a thread of its own, whose
+//! delivery callback receives the source `(partition, offset)` packed into the message's
+//! opaque word: no future, channel or box per record. Delivery errors are classified ([`classify`]):
 //! - purged by ourselves (a rewind) → ignored;
 //! - too large for the broker → the record is dead-lettered again, cut to 1 KiB, so its
 //!   partition moves on;
@@ -19,15 +19,23 @@ use super::Stats;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders};
 use rdkafka::producer::{
-    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig,
 };
 use rdkafka::{ClientConfig, ClientContext};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{debug, warn};
 
 /// Bytes of a refused record's value kept in the dead letter that replaces it.
 const REFUSED_KEEP_BYTES: usize = 1024;
+
+/// How long one call of the delivery thread waits for events. rdkafka's `poll` rounds the
+/// time left down to whole milliseconds and spins through the last one with zero-timeout
+/// polls; `ThreadedProducer` polls in 100 ms calls, so each idle producer burnt about 1 % of
+/// a core (measured: 3.5 ms of system time a second). One-second calls make that a tenth.
+/// A stopped [`Sink`] does not wait for the thread: it ends within this time on its own.
+const POLL_CALL: Duration = Duration::from_secs(1);
 
 /// Packs a source position into a delivery opaque: 16 bits of partition, 48 of offset.
 pub fn pack(partition: i32, offset: i64) -> usize {
@@ -167,7 +175,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// One worker's producer for one epoch.
 pub struct Sink {
-    producer: ThreadedProducer<DeliveryContext>,
+    producer: Arc<BaseProducer<DeliveryContext>>,
+    /// Tells the delivery thread to end (it holds the last reference then, and destroys the
+    /// producer: a purge, then up to 500 ms for the purged records' reports).
+    stop_polling: Arc<AtomicBool>,
     epoch: u64,
     acker: Arc<Acker>,
     ctx: Arc<ScoreContext>,
@@ -193,8 +204,21 @@ impl Sink {
             transactional: config.get("transactional.id").is_some(),
             refused: refused.clone(),
         };
+        let producer: Arc<BaseProducer<DeliveryContext>> =
+            Arc::new(config.create_with_context(context)?);
+        let stop_polling = Arc::new(AtomicBool::new(false));
+        let (p, stop) = (producer.clone(), stop_polling.clone());
+        std::thread::Builder::new()
+            .name(format!("ss-deliver-{epoch}"))
+            .spawn(move || {
+                while !stop.load(Relaxed) {
+                    p.poll(POLL_CALL);
+                }
+            })
+            .map_err(|e| KafkaError::ClientCreation(format!("delivery thread: {e}")))?;
         Ok(Sink {
-            producer: config.create_with_context(context)?,
+            producer,
+            stop_polling,
             epoch,
             acker,
             ctx,
@@ -224,7 +248,7 @@ impl Sink {
     }
 
     /// The librdkafka producer (for transactions).
-    pub fn producer(&self) -> &ThreadedProducer<DeliveryContext> {
+    pub fn producer(&self) -> &BaseProducer<DeliveryContext> {
         &self.producer
     }
 
@@ -335,6 +359,12 @@ impl Sink {
     pub fn purge(&self) {
         self.producer
             .purge(PurgeConfig::default().queue().inflight());
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop_polling.store(true, Relaxed);
     }
 }
 
