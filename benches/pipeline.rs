@@ -87,7 +87,7 @@ struct Pass {
     /// out: the daemon's ~0.1 s start is ~0.6 µs a record over 200,000).
     steady_us: f64,
     rss_mb: f64,
-    /// The broker's CPU per record over the pass, reading the output back included.
+    /// The broker's CPU per record over the pass (until the last output; not the read back).
     broker_us: f64,
 }
 
@@ -294,6 +294,7 @@ fn bare_pass(broker: &Broker, n: usize, run: usize) -> Pass {
     let (copied, cpu_first) = bare_copy(&broker.addr, "in", &out, &format!("bare-{run}"), n, None);
     let cpu_end = cpu_seconds_of(std::process::id());
     let cpu = cpu_end - cpu0;
+    let broker_cpu = broker.cpu_seconds() - broker0;
     let records = read(broker, &out, n);
     assert_eq!(copied, n);
     assert!(records.len() >= n, "bare copy output: {}", records.len());
@@ -302,7 +303,7 @@ fn bare_pass(broker: &Broker, n: usize, run: usize) -> Pass {
         cpu_us: cpu * 1e6 / n as f64,
         steady_us: (cpu_end - cpu_first) * 1e6 / n as f64,
         rss_mb: 0.0,
-        broker_us: (broker.cpu_seconds() - broker0) * 1e6 / n as f64,
+        broker_us: broker_cpu * 1e6 / n as f64,
     }
 }
 
@@ -371,6 +372,7 @@ fn daemon_pass_with(
         std::thread::sleep(Duration::from_millis(100));
     }
     let (cpu, rss) = (daemon.cpu_seconds(), daemon.peak_rss_mb());
+    let broker_cpu = broker.cpu_seconds() - broker0;
     let (cpu_first, produced_first) = first.unwrap_or((0.0, 0.0));
     let steady_us = (cpu - cpu_first) * 1e6 / (n as f64 - produced_first).max(1.0);
     let records = read(broker, &out, n);
@@ -404,7 +406,7 @@ fn daemon_pass_with(
         cpu_us: cpu * 1e6 / n as f64,
         steady_us,
         rss_mb: rss,
-        broker_us: (broker.cpu_seconds() - broker0) * 1e6 / n as f64,
+        broker_us: broker_cpu * 1e6 / n as f64,
     }
 }
 
