@@ -3,7 +3,8 @@
 //!
 //! One [`Sink`] per worker wraps a `BaseProducer`, served by a thread of its own, whose
 //! delivery callback receives the source `(partition, offset)` packed into the message's
-//! opaque word: no future, channel or box per record. Delivery errors are classified ([`classify`]):
+//! opaque word: no future, channel or box per record. Delivery errors are classified
+//! ([`classify`]):
 //! - purged by ourselves (a rewind) → ignored;
 //! - too large for the broker → the record is dead-lettered again, cut to 1 KiB, so its
 //!   partition moves on;

@@ -4,14 +4,14 @@
 //! - **Assign**: the first assignment of a worker waits for its siblings
 //!   ([`crate::stream::start_gate`]); then every partition gets a concrete start offset
 //!   before librdkafka sees the assignment: its committed offset, else the partition's first
-//!   or next offset (`start_from`), looked up here. librdkafka's own lookup of a logical start offset does
-//!   not survive a pause or resume while it is on its way: the reply is dropped and the
-//!   partition either waits for good (confluentinc/librdkafka#2190) or gets a retry timer
-//!   that later fires on the running partition and sends it back to its start (every record
-//!   read twice: seen in the join-under-load test, 5,000 duplicates). Backpressure may pause
-//!   partitions right after an assignment, so the lookup is done here. If the broker does not
-//!   answer within [`START_WAIT`], the partitions are assigned as given (librdkafka looks them
-//!   up) and a warning says so.
+//!   or next offset (`start_from`), looked up here. librdkafka's own lookup of a logical
+//!   start offset does not survive a pause or resume while it is on its way: the reply is
+//!   dropped and the partition either waits for good (confluentinc/librdkafka#2190) or gets
+//!   a retry timer that later fires on the running partition and sends it back to its start
+//!   (every record read twice: seen in the join-under-load test, 5,000 duplicates).
+//!   Backpressure may pause partitions right after an assignment, so the lookup is done here.
+//!   If the broker does not answer within [`START_WAIT`], the partitions are assigned as
+//!   given (librdkafka looks them up) and a warning says so.
 //! - **Revoke**: records of the revoked partitions still in the batcher are dropped (never
 //!   produced), the rest in flight are waited for (bounded), stored and committed before the
 //!   partitions go; lost partitions are forgotten at once.
