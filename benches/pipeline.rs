@@ -10,7 +10,8 @@
 //! (d) (b) with five subjects and opinion summaries written to a summary topic (the cost of
 //!     the opinion features: its ratio to (b));
 //! (b') with `PIPELINE_BENCH_COMPARE_BIN=path/to/streamscore`, (b) again with that binary (an
-//!     older build, say), and the ratio of (b) to it.
+//!     older build, say), and the ratio of (b) to it; in the latency rounds too, (b) and (b')
+//!     taking turns going first.
 //!
 //! Each reports records/s (first to last output create time, so group joins are excluded),
 //! CPU µs per record (process user + system time over the whole run, joins included) and, for
@@ -616,10 +617,15 @@ fn latency(
     runs: usize,
 ) {
     println!("latency at {rate:.0} records/s for 10 s (fetch.wait.max.ms = {FETCH_WAIT_MS}; percentiles after a {WARM_UP_MS} ms warm-up):");
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut a, mut b, mut b2) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..runs {
-        let (la, lb) = latency_round(rt, broker, dir, rate, round);
-        for (name, l) in [("(a) bare copy    ", la), ("(b) at-least-once", lb)] {
+        let (la, lb, lb2) = latency_round(rt, broker, dir, rate, round);
+        let passes = [
+            ("(a) bare copy    ", Some(la)),
+            ("(b) at-least-once", Some(lb)),
+        ];
+        for (name, l) in passes.into_iter().chain([("(b') compare bin ", lb2)]) {
+            let Some(l) = l else { continue };
             println!(
                 "run {round} {name} p50 {} ms, p99 {} ms, max {} ms (p99 with the warm-up {} ms)",
                 l.p50, l.p99, l.max, l.p99_all
@@ -627,19 +633,41 @@ fn latency(
         }
         a.push(la);
         b.push(lb);
+        b2.extend(lb2);
     }
     let mid = |v: &[Lags], f: fn(&Lags) -> i64| {
         let mut x: Vec<i64> = v.iter().map(f).collect();
         x.sort_unstable();
         x[x.len() / 2]
     };
-    for (name, v) in [("(a) bare copy    ", &a), ("(b) at-least-once", &b)] {
+    let all = [
+        ("(a) bare copy    ", &a),
+        ("(b) at-least-once", &b),
+        ("(b') compare bin ", &b2),
+    ];
+    for (name, v) in all.into_iter().filter(|(_, v)| !v.is_empty()) {
         println!(
             "{name} median of {runs}: p50 {} ms, p99 {} ms, max {} ms (p99 with the warm-up {} ms)",
             mid(v, |l| l.p50),
             mid(v, |l| l.p99),
             mid(v, |l| l.max),
             mid(v, |l| l.p99_all)
+        );
+    }
+    // The median of the rounds' differences: each round's passes share the broker's state.
+    let diff = |x: &[Lags]| {
+        let mut d: Vec<i64> = x.iter().zip(&a).map(|(x, a)| x.p99 - a.p99).collect();
+        d.sort_unstable();
+        d[d.len() / 2]
+    };
+    println!(
+        "p99 over (a), median of the rounds' differences: (b) {:+} ms",
+        diff(&b)
+    );
+    if !b2.is_empty() {
+        println!(
+            "p99 over (a), median of the rounds' differences: (b') {:+} ms",
+            diff(&b2)
         );
     }
 }
@@ -653,20 +681,20 @@ struct Lags {
     p99_all: i64,
 }
 
-/// One latency measurement of (a) then (b), on topics of their own.
+/// One latency measurement of (a) then (b), and (b') when a compare binary is given, on
+/// topics of their own.
 fn latency_round(
     rt: &tokio::runtime::Runtime,
     broker: &Broker,
     dir: &std::path::Path,
     rate: f64,
     round: usize,
-) -> (Lags, Lags) {
+) -> (Lags, Lags, Option<Lags>) {
     let total = (rate * 10.0) as usize;
     let topic = |t: &str| format!("lat-{t}-{round}");
-    for t in ["in-a", "out-a", "in-b", "out-b"] {
+    for t in ["in-a", "out-a"] {
         rt.block_on(broker.create_topic(&topic(t), PARTITIONS));
     }
-    rt.block_on(broker.create_topic(&format!("{}.dlq", topic("out-b")), PARTITIONS));
     // (a): the copy runs on its own thread while the input is fed.
     let (tx, rx) = std::sync::mpsc::channel();
     let addr = broker.addr.clone();
@@ -679,20 +707,55 @@ fn latency_round(
     feed(rt, broker, &topic("in-a"), total, rate);
     copy.join().unwrap();
     let a = lags(broker, &topic("in-a"), &topic("out-a"), total);
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_streamscore"));
+    let compare = std::env::var_os("PIPELINE_BENCH_COMPARE_BIN").map(std::path::PathBuf::from);
+    let pass =
+        |bin: &std::path::Path, kind| daemon_latency(rt, broker, dir, rate, round, bin, kind);
+    // (b) and (b') take turns going first, so neither always meets the broker's state after
+    // the other.
+    let b2_first = (round % 2 == 1).then(|| compare.as_deref().map(|c| pass(c, "b2")));
+    let b = pass(bin, "b");
+    let b2 = match b2_first {
+        Some(done) => done,
+        None => compare.as_deref().map(|c| pass(c, "b2")),
+    };
+    (a, b, b2)
+}
 
-    let (in_b, out_b, name) = (topic("in-b"), topic("out-b"), topic("b"));
+/// The latency of `bin` (a `streamscore` build) at `rate`, on topics of its own.
+fn daemon_latency(
+    rt: &tokio::runtime::Runtime,
+    broker: &Broker,
+    dir: &std::path::Path,
+    rate: f64,
+    round: usize,
+    bin: &std::path::Path,
+    kind: &str,
+) -> Lags {
+    let total = (rate * 10.0) as usize;
+    let (input, output, name) = (
+        format!("lat-in-{kind}-{round}"),
+        format!("lat-out-{kind}-{round}"),
+        format!("lat-{kind}-{round}"),
+    );
+    for t in [&input, &output, &format!("{output}.dlq")] {
+        rt.block_on(broker.create_topic(t, PARTITIONS));
+    }
     let more = daemon_args_env();
     let extra: Vec<&str> = more.split_whitespace().collect();
-    let mut daemon = Daemon::start(&DaemonArgs {
-        brokers: &broker.addr,
-        input: &in_b,
-        output: &out_b,
-        name: &name,
-        group: &name,
-        workers: workers(),
-        log_dir: dir,
-        extra: &extra,
-    });
+    let mut daemon = Daemon::start_with(
+        bin,
+        &DaemonArgs {
+            brokers: &broker.addr,
+            input: &input,
+            output: &output,
+            name: &name,
+            group: &name,
+            workers: workers(),
+            log_dir: dir,
+            extra: &extra,
+        },
+    );
     let start = Instant::now();
     while daemon.log_text().matches("partitions assigned").count() < workers()
         && start.elapsed() < Duration::from_secs(30)
@@ -700,9 +763,9 @@ fn latency_round(
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_secs(1));
-    feed(rt, broker, &in_b, total, rate);
-    let b = lags(broker, &in_b, &out_b, total);
+    feed(rt, broker, &input, total, rate);
+    let lags = lags(broker, &input, &output, total);
     daemon.signal("-TERM");
     daemon.wait(Duration::from_secs(30));
-    (a, b)
+    lags
 }
