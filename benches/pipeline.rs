@@ -40,6 +40,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+// The bare copy runs in this process, so it allocates as the daemon does (jemalloc, built
+// unprefixed so librdkafka uses it too, with the daemon's settings): the passes differ in their
+// pipelines, not in their allocators.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+#[export_name = "malloc_conf"]
+static MALLOC_CONF: streamscore::memory::ConfString = streamscore::memory::JEMALLOC_CONF;
+
 const PARTITIONS: i32 = 4;
 /// Subjects of pass (d): words frequent in the sample tweets, a hashtag, a mention, a phrase.
 const SUBJECTS: [&str; 10] = [
@@ -438,6 +446,11 @@ impl ProducerContext for CopyContext {
 /// producer for delivery reports, store delivered offsets (committed every 200 ms). Returns
 /// the records copied and the process's CPU seconds at the first record. With `ready`, signals
 /// once partitions are assigned.
+/// How long the copy waits in a poll when it has nothing to do. rdkafka 0.39 turns a poll's
+/// time left into whole milliseconds rounded down and spins through the last one, so short
+/// waits (the copy once waited 1 ms at a time) are mostly spinning.
+const IDLE_WAIT_MS: u64 = 10;
+
 fn bare_copy(
     brokers: &str,
     input: &str,
@@ -472,12 +485,18 @@ fn bare_copy(
     let mut consumed = 0;
     let mut last_store = Instant::now();
     let mut cpu_at_first = None;
+    // Nothing was ready at the last poll: wait for the next record in the consumer's queue
+    // rather than spin (a spinning copy takes the cores its clients and the broker need).
+    let mut idle = true;
     while producer.context().delivered.load(Ordering::Relaxed) < n {
         let msg = if consumed < n {
-            consumer.poll(Duration::from_millis(if consumed == 0 { 100 } else { 0 }))
+            consumer.poll(Duration::from_millis(if idle { IDLE_WAIT_MS } else { 0 }))
         } else {
+            // Everything is sent: wait for the last delivery reports.
+            producer.poll(Duration::from_millis(IDLE_WAIT_MS));
             None
         };
+        idle = msg.is_none();
         match msg {
             Some(Ok(m)) => {
                 cpu_at_first.get_or_insert_with(|| cpu_seconds_of(std::process::id()));
@@ -495,7 +514,7 @@ fn bare_copy(
                         Err((e, back))
                             if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) =>
                         {
-                            producer.poll(Duration::from_millis(1));
+                            producer.poll(Duration::from_millis(IDLE_WAIT_MS));
                             rec = back;
                         }
                         Err((e, _)) => panic!("bare copy produce: {e}"),
@@ -511,7 +530,7 @@ fn bare_copy(
                 if ready.is_some() && consumer.assignment().is_ok_and(|a| a.count() > 0) {
                     let _ = ready.take().map(|tx| tx.send(()));
                 }
-                producer.poll(Duration::from_millis(1));
+                producer.poll(Duration::ZERO);
             }
         }
         if last_store.elapsed() >= Duration::from_millis(100) {

@@ -18,7 +18,7 @@
 //! - [`opinion`]: subjects, windowed opinion summaries, the summary topic.
 //! - [`control`]: the deployment registry: lifecycle, persistence, hot swap, control socket.
 //! - [`http`]: the HTTP API (axum) over the store and the registry.
-//! - [`memory`]: glibc malloc arenas capped at start.
+//! - [`memory`]: the allocator (jemalloc, for librdkafka too) and its settings.
 //! - [`cli`]: the command line (`train`, `eval`, `score`, `run`, `topics`, `ctl`,
 //!   `hash-password`).
 

@@ -529,3 +529,23 @@ fn readme_examples_and_reference_are_true() {
         }
     }
 }
+
+#[test]
+fn the_binary_allocates_with_jemalloc_and_its_settings_for_c_code_too() {
+    // jemalloc reports where its settings came from when asked in `MALLOC_CONF`. Only an
+    // unprefixed build reads that variable and the `malloc_conf` symbol (a prefixed one reads
+    // `_RJEM_MALLOC_CONF`), and only an unprefixed build is the `malloc` librdkafka calls.
+    let out = bin()
+        .arg("--version")
+        .env("MALLOC_CONF", "confirm_conf:true")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let wanted = streamscore::memory::SETTINGS.to_str().unwrap();
+    assert!(
+        err.contains(&format!("global variable malloc_conf): \"{wanted}\"")),
+        "jemalloc did not read the built-in settings: {err}"
+    );
+    assert!(err.contains("-- Set conf value: narenas:2"), "{err}");
+}
