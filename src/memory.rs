@@ -17,12 +17,14 @@ pub struct ConfString(*const c_char);
 unsafe impl Sync for ConfString {}
 
 /// jemalloc's settings: two arenas (the daemon runs a dozen allocating threads on few cores;
-/// more arenas hold more freed memory apart) and freed pages returned to the system at once
-/// (jemalloc's default keeps them for ten seconds). On the pipeline bench, peak RSS with a
-/// backlog was 96 MB (median of 3) with jemalloc's default decay, 94 MB with 200 ms and 89 MB
-/// with none, at no measurable cost in speed (README, "Benchmarks"). `MALLOC_CONF` in the
-/// environment overrides any of them.
-pub const SETTINGS: &CStr = c"narenas:2,dirty_decay_ms:0,muzzy_decay_ms:0";
+/// more arenas hold more freed memory apart), and freed pages returned to the system after a
+/// second instead of ten, by jemalloc's background thread rather than by the thread that
+/// frees. Returning them at once (`dirty_decay_ms:0`) cut the pipeline bench's peak RSS from
+/// 96 to 84–89 MB but cost about 2 µs of CPU a record and 20–40 ms of p99 latency: librdkafka
+/// frees and refaults its fetch buffers all the time (README, "Benchmarks"). `MALLOC_CONF` in
+/// the environment overrides any of them.
+pub const SETTINGS: &CStr =
+    c"narenas:2,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
 
 /// [`SETTINGS`] as the `malloc_conf` symbol jemalloc reads at its first allocation; the
 /// binary exports it (`#[export_name = "malloc_conf"]`).
