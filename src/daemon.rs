@@ -88,6 +88,12 @@ pub async fn run(
     manager.start_all().await;
 
     let mut tasks = tokio::task::JoinSet::new();
+    let path = settings.control.socket.clone();
+    let control = if path.as_os_str().is_empty() {
+        None
+    } else {
+        Some(socket::bind(&path).with_context(|| format!("control socket {}", path.display()))?)
+    };
     if let Some(listener) = listener {
         info!(address = %listener.local_addr()?, "HTTP API listening");
         let auth = Arc::new(authenticator(&settings)?);
@@ -113,14 +119,10 @@ pub async fn run(
             r.context("HTTP server")
         });
     }
-    if !settings.control.socket.as_os_str().is_empty() {
-        let (path, manager, stop) = (
-            settings.control.socket.clone(),
-            manager.clone(),
-            stop.clone(),
-        );
+    if let Some(listener) = control {
+        let (manager, stop) = (manager.clone(), stop.clone());
         tasks.spawn(async move {
-            socket::serve(&path, manager, stop)
+            socket::serve(listener, &path, manager, stop)
                 .await
                 .context("control socket")
         });

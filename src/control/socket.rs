@@ -37,13 +37,10 @@ pub fn summary(v: &View) -> Value {
     })
 }
 
-/// Binds the socket (removing a stale file first), restricts it to its owner, and serves
-/// until `stop` is cancelled.
-pub async fn serve(
-    path: &Path,
-    manager: Arc<Manager>,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
+/// Binds the socket (removing a stale file first) and restricts it to its owner. The daemon
+/// binds it before it announces its HTTP address, so a client that sees the daemon up finds
+/// the socket there too.
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -56,6 +53,16 @@ pub async fn serve(
     let listener = UnixListener::bind(path)?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     info!(socket = %path.display(), "control socket listening");
+    Ok(listener)
+}
+
+/// Serves the socket [`bind`] returned until `stop` is cancelled, then removes its file.
+pub async fn serve(
+    listener: UnixListener,
+    path: &Path,
+    manager: Arc<Manager>,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
