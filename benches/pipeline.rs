@@ -468,6 +468,12 @@ fn bare_copy(
         .set("auto.offset.reset", "earliest")
         .set("fetch.wait.max.ms", FETCH_WAIT_MS)
         .set("queued.max.messages.kbytes", "65536")
+        // As the daemon: a partition whose queue is full is looked at again after 20 ms, not
+        // librdkafka's 1 s (this copy's large queue rarely fills).
+        .set(
+            "fetch.queue.backoff.ms",
+            streamscore::stream::kafka::DEFAULT_FETCH_QUEUE_BACKOFF_MS,
+        )
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "500")
         .create()
