@@ -442,15 +442,15 @@ impl ProducerContext for CopyContext {
     }
 }
 
-/// The bare copy: consume, produce with the source position as the delivery opaque, poll the
-/// producer for delivery reports, store delivered offsets (committed every 200 ms). Returns
-/// the records copied and the process's CPU seconds at the first record. With `ready`, signals
-/// once partitions are assigned.
 /// How long the copy waits in a poll when it has nothing to do. rdkafka 0.39 turns a poll's
 /// time left into whole milliseconds rounded down and spins through the last one, so short
 /// waits (the copy once waited 1 ms at a time) are mostly spinning.
 const IDLE_WAIT_MS: u64 = 10;
 
+/// The bare copy: consume, produce with the source position as the delivery opaque, poll the
+/// producer for delivery reports, store delivered offsets (committed every 200 ms). Returns
+/// the records copied and the process's CPU seconds at the first record. With `ready`, signals
+/// once partitions are assigned.
 fn bare_copy(
     brokers: &str,
     input: &str,
