@@ -447,6 +447,9 @@ impl ProducerContext for CopyContext {
 /// waits (the copy once waited 1 ms at a time) are mostly spinning.
 const IDLE_WAIT_MS: u64 = 10;
 
+/// The copy gives up (the bench fails) when nothing moves for this long.
+const COPY_STALL: Duration = Duration::from_secs(120);
+
 /// The bare copy: consume, produce with the source position as the delivery opaque, poll the
 /// producer for delivery reports, store delivered offsets (committed every 200 ms). Returns
 /// the records copied and the process's CPU seconds at the first record. With `ready`, signals
@@ -494,7 +497,16 @@ fn bare_copy(
     // Nothing was ready at the last poll: wait for the next record in the consumer's queue
     // rather than spin (a spinning copy takes the cores its clients and the broker need).
     let mut idle = true;
+    let (mut progress, mut seen) = (Instant::now(), 0);
     while producer.context().delivered.load(Ordering::Relaxed) < n {
+        let done = consumed + producer.context().delivered.load(Ordering::Relaxed);
+        if done != seen {
+            (progress, seen) = (Instant::now(), done);
+        }
+        assert!(
+            progress.elapsed() < COPY_STALL,
+            "bare copy: no progress for {COPY_STALL:?}, {consumed} of {n} consumed"
+        );
         let msg = if consumed < n {
             consumer.poll(Duration::from_millis(if idle { IDLE_WAIT_MS } else { 0 }))
         } else {
@@ -565,7 +577,18 @@ fn feed(rt: &tokio::runtime::Runtime, broker: &Broker, topic: &str, total: usize
         for (i, chunk) in data.chunks(per_tick).enumerate() {
             for (k, v) in chunk {
                 // Delivery is checked by reading the topic back; the future can be dropped.
-                let _ = p.send_result(rdkafka::producer::FutureRecord::to(topic).key(k).payload(v));
+                // A full queue is waited out, never skipped: the copy and the readers wait
+                // for every record.
+                let mut rec = rdkafka::producer::FutureRecord::to(topic).key(k).payload(v);
+                while let Err((e, back)) = p.send_result(rec) {
+                    assert_eq!(
+                        e.rdkafka_error_code(),
+                        Some(RDKafkaErrorCode::QueueFull),
+                        "feed: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    rec = back;
+                }
             }
             tokio::time::sleep_until((t0 + tick * (i as u32 + 1)).into()).await;
         }
