@@ -73,7 +73,7 @@ fn encode_batch(
 ) -> usize {
     let mut bytes = 0;
     let mut tally = opinion.map(Opinion::tally);
-    enc.begin_batch();
+    enc.begin_batch(serving, ctx);
     enc.samples.wanted = opinion.is_some();
     for (i, r) in batch.iter().enumerate() {
         let out = enc.encode(serving, ctx, 0, i as i64, 0, Some(r));

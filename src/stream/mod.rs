@@ -22,6 +22,7 @@ pub mod acker;
 pub mod batcher;
 pub mod consumer;
 pub mod kafka;
+mod output;
 pub mod producer;
 pub mod record;
 pub mod scorer;

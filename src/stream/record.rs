@@ -1,11 +1,11 @@
 //! Record encoding: a consumed record's bytes in, its output or dead letter out (the CPU work
 //! of a batch), borrowed from the batch and written into reused buffers.
 
+use super::output::{OutputTemplate, Scored};
 use crate::input::{InputError, InputSpec};
 use crate::model::{Label, Model, Scratch};
 use crate::opinion::{MatchScratch, Subjects};
 use rdkafka::message::{Header, OwnedHeaders};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -37,42 +37,6 @@ pub struct ScoreContext {
     pub max_message_bytes: usize,
     /// Subjects matched in each scored text (listed in the output), if the deployment has any.
     pub subjects: Option<Arc<Subjects>>,
-}
-
-#[derive(Serialize)]
-struct Output<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    prediction: &'static str,
-    probability: f64,
-    model: ModelRef<'a>,
-    deployment: &'a str,
-    source: Source<'a>,
-    scored_at: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    subjects: Option<SubjectNames<'a>>,
-}
-
-/// The names of the subjects in a match mask, serialized as a JSON array.
-struct SubjectNames<'a>(&'a Subjects, u32);
-
-impl Serialize for SubjectNames<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.names_in(self.1))
-    }
-}
-
-#[derive(Serialize)]
-struct ModelRef<'a> {
-    context_id: &'a str,
-    version: &'a str,
-}
-
-#[derive(Serialize)]
-struct Source<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
 }
 
 /// Header names written on outputs and dead letters.
@@ -133,13 +97,15 @@ pub struct Encoder {
     scratch: Scratch,
     matching: MatchScratch,
     scored_at: String,
+    template: OutputTemplate,
     /// Recent examples of the current batch.
     pub samples: Samples,
 }
 
 impl Encoder {
-    /// Starts a batch: every output of the batch carries this time as `scored_at`.
-    pub fn begin_batch(&mut self) {
+    /// Starts a batch scored by `serving`: every output of the batch carries this time as
+    /// `scored_at`. Pass the same `serving` to [`encode`](Self::encode) for the batch.
+    pub fn begin_batch(&mut self, serving: &ServingModel, ctx: &ScoreContext) {
         self.scored_at.clear();
         use std::fmt::Write;
         let _ = write!(
@@ -147,6 +113,7 @@ impl Encoder {
             "{}",
             chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
         );
+        self.template.begin(serving, ctx, &self.scored_at);
     }
 
     /// Scores one record: its output, or its dead letter (original bytes, cut to fit the
@@ -184,28 +151,15 @@ impl Encoder {
                         positive_probability,
                     ));
                 }
-                self.buf.clear();
-                // Serializing this struct of strings and numbers into a Vec cannot fail.
-                let _ = serde_json::to_writer(
-                    &mut self.buf,
-                    &Output {
-                        id: p.id.as_deref(),
-                        prediction: pred.label.as_str(),
-                        probability: (f64::from(pred.probability) * 10_000.0).round() / 10_000.0,
-                        model: ModelRef {
-                            context_id: &serving.context_id,
-                            version: &serving.version,
-                        },
-                        deployment: &ctx.deployment,
-                        source: Source {
-                            topic: &ctx.input_topic,
-                            partition,
-                            offset,
-                        },
-                        scored_at: &self.scored_at,
-                        subjects: ctx.subjects.as_deref().map(|s| SubjectNames(s, subjects)),
-                    },
-                );
+                let scored = Scored {
+                    id: p.id.as_deref(),
+                    label: pred.label,
+                    probability: pred.probability,
+                    partition,
+                    offset,
+                    subjects: ctx.subjects.as_deref().map(|s| (s, subjects)),
+                };
+                self.template.write(&mut self.buf, &scored);
                 Outcome {
                     topic: &ctx.output_topic,
                     value: Some(&self.buf),
@@ -338,7 +292,7 @@ mod tests {
     fn a_scored_record_carries_label_model_source_and_headers() {
         let (serving, ctx) = (serving(), ctx());
         let mut enc = Encoder::default();
-        enc.begin_batch();
+        enc.begin_batch(&serving, &ctx);
         let out = enc.encode(
             &serving,
             &ctx,

@@ -151,7 +151,7 @@ impl Scorer {
         let mut tally = Tally::default();
         let mut opinion = self.opinion.tally();
         let now = super::now_ms();
-        encoder.begin_batch();
+        encoder.begin_batch(&serving, &self.ctx);
         encoder.samples = Samples {
             wanted: true,
             taken: Default::default(),
