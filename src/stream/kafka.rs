@@ -61,14 +61,16 @@ pub fn consumer_config(d: &DeploymentConfig, worker: usize) -> ClientConfig {
 }
 
 /// Prefetch of the deployment's consumers together, in KiB. Measured with the pipeline bench
-/// (2 workers, 200,000 queued tweets, medians of 3, 2026-11-29, once both workers start
-/// together): 5 MiB a worker read at 1.09× the bare copy with a peak RSS of 106 MB (runs 91 to
-/// 112); 4 MiB at 0.97×, 90 MB (87 to 91).
-pub const PREFETCH_KBYTES: usize = 8 * 1024;
+/// (2 workers, 200,000 queued tweets, medians of 3, one run each, 2026-11-29, with the 20 ms
+/// fetch queue backoff): 1 MiB a worker read at 0.49× the bare copy with a peak RSS of 63 MB,
+/// 2 MiB at 0.49× with 76 MB, 4 MiB at 0.42–0.48× with 100 MB. Past the first MiB the
+/// prefetch bought no speed on a local broker; 2 MiB keeps room for a broker further away
+/// (a fetch of 1 MiB per partition fits twice).
+pub const PREFETCH_KBYTES: usize = 4 * 1024;
 
-/// Each worker's share of [`PREFETCH_KBYTES`], at least 4 MiB.
+/// Each worker's share of [`PREFETCH_KBYTES`], at least 2 MiB.
 pub fn prefetch_kbytes(workers: usize) -> usize {
-    (PREFETCH_KBYTES / workers.max(1)).max(4096)
+    (PREFETCH_KBYTES / workers.max(1)).max(2048)
 }
 
 /// Default compression of the output: a scored record is several times its input (the tweet's
@@ -166,9 +168,9 @@ mod tests {
 
     #[test]
     fn the_prefetch_is_shared_by_the_workers_with_a_floor() {
-        assert_eq!(prefetch_kbytes(1), 8 * 1024);
-        assert_eq!(prefetch_kbytes(2), 4 * 1024);
-        assert_eq!(prefetch_kbytes(64), 4096);
-        assert_eq!(prefetch_kbytes(0), 8 * 1024, "never divides by zero");
+        assert_eq!(prefetch_kbytes(1), 4 * 1024);
+        assert_eq!(prefetch_kbytes(2), 2 * 1024);
+        assert_eq!(prefetch_kbytes(64), 2048);
+        assert_eq!(prefetch_kbytes(0), 4 * 1024, "never divides by zero");
     }
 }
