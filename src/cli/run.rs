@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// Commit at once after this many delivered records per worker (bounds replays).
     #[arg(long, default_value_t = CommitConfig::default().max_records)]
     commit_max_records: u64,
+    /// Exactly-once: commit a transaction once it holds this many records per worker.
+    #[arg(long, default_value_t = CommitConfig::default().transaction_max_records)]
+    transaction_max_records: u64,
     /// Largest record produced, in bytes (longer dead letters are cut to fit).
     #[arg(long, default_value_t = OutputConfig::DEFAULT_MAX_MESSAGE_BYTES)]
     max_message_bytes: usize,
@@ -165,6 +168,7 @@ impl RunArgs {
             start_from: self.start_from,
             commit: CommitConfig {
                 max_records: self.commit_max_records,
+                transaction_max_records: self.transaction_max_records,
                 ..CommitConfig::default()
             },
             stall_timeout_ms: self.stall_timeout_ms,

@@ -98,13 +98,16 @@ pub struct CommitConfig {
     /// At-least-once: commit stored offsets this often (milliseconds).
     #[serde(default = "default_commit_interval_ms")]
     pub interval_ms: u64,
-    /// Commit at once after this many records were delivered (per worker), so a catch-up
-    /// burst replays at most this many after a crash; also the most records per transaction.
+    /// At-least-once: commit at once after this many records were delivered (per worker), so
+    /// a catch-up burst replays at most this many after a crash.
     #[serde(default = "default_commit_max_records")]
     pub max_records: u64,
     /// Exactly-once: commit a transaction this long after it opened (milliseconds).
     #[serde(default = "default_transaction_interval_ms")]
     pub transaction_interval_ms: u64,
+    /// Exactly-once: commit a transaction once it holds this many records (per worker).
+    #[serde(default = "default_transaction_max_records")]
+    pub transaction_max_records: u64,
 }
 
 const fn default_commit_interval_ms() -> u64 {
@@ -119,6 +122,13 @@ const fn default_transaction_interval_ms() -> u64 {
     1000
 }
 
+/// Each commit costs a broker round trip or three while the worker's scorer waits (about
+/// 70 ms on tansu): on the pipeline bench, 10,000 records a transaction scored at 0.50× the
+/// at-least-once rate, 100,000 at 0.92×.
+const fn default_transaction_max_records() -> u64 {
+    100_000
+}
+
 const fn default_stall_timeout_ms() -> u64 {
     DeploymentConfig::DEFAULT_STALL_TIMEOUT_MS
 }
@@ -129,6 +139,7 @@ impl Default for CommitConfig {
             interval_ms: default_commit_interval_ms(),
             max_records: default_commit_max_records(),
             transaction_interval_ms: default_transaction_interval_ms(),
+            transaction_max_records: default_transaction_max_records(),
         }
     }
 }
@@ -418,6 +429,12 @@ impl DeploymentConfig {
             return bad(
                 "commit.transaction_interval_ms",
                 "must be between 10 and 600000",
+            );
+        }
+        if !(1..=10_000_000).contains(&self.commit.transaction_max_records) {
+            return bad(
+                "commit.transaction_max_records",
+                "must be between 1 and 10000000",
             );
         }
         if !(1_000..=86_400_000).contains(&self.stall_timeout_ms) {

@@ -61,7 +61,13 @@ impl Worker {
             topic: cfg.input.topic.as_str().into(),
             max_records: cfg.batch.max_records,
             max_wait: Duration::from_millis(cfg.batch.max_wait_ms),
-            max_in_flight: cfg.batch.max_in_flight,
+            // A transaction's records stay in flight until it commits: room for a whole
+            // transaction besides what awaits delivery.
+            max_in_flight: if transactional {
+                cfg.batch.max_in_flight + cfg.commit.transaction_max_records as usize
+            } else {
+                cfg.batch.max_in_flight
+            },
             commit_interval: Duration::from_millis(cfg.commit.interval_ms),
             commit_max_records: cfg.commit.max_records,
             transactional,
@@ -99,11 +105,7 @@ impl Worker {
             transactional: transactional.then(|| Transactional {
                 cadence: Cadence {
                     interval: Duration::from_millis(cfg.commit.transaction_interval_ms),
-                    // A transaction's records stay in flight until it commits: commit
-                    // before they would pause reading.
-                    max_records: (cfg.commit.max_records as usize)
-                        .min(cfg.batch.max_in_flight / 2)
-                        .max(1),
+                    max_records: cfg.commit.transaction_max_records as usize,
                 },
                 group: consumer.clone(),
             }),
