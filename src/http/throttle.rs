@@ -4,7 +4,8 @@
 //!   memory ([`PasswordMemory`]): allocating it per check (19 MiB) left memory behind in the
 //!   allocator, and a flood of 1,000 bad logins grew the peak RSS by 80–200 MB;
 //! - at most [`QUEUED_CHECKS`] more wait; beyond that a login is refused at once with 503 (a
-//!   refused request holds no hash state);
+//!   refused request holds no hash state); a login waits at most [`CHECK_WAIT`] (then 503),
+//!   and a queued check whose login stopped waiting is dropped unhashed;
 //! - a client address with [`MAX_FAILURES`] failed logins within [`FAILURE_WINDOW`] is refused
 //!   with 429 until the window ends, before any hashing. At most [`TRACKED_ADDRESSES`]
 //!   addresses are remembered; past that the oldest entries are dropped.
@@ -76,6 +77,11 @@ impl LoginGate {
                 .spawn(move || {
                     let mut memory = PasswordMemory::default();
                     for job in rx {
+                        // Its login gave up waiting (timed out or disconnected): a flood
+                        // of abandoned checks must not delay the logins still waiting.
+                        if job.reply.is_closed() {
+                            continue;
+                        }
                         let outcome =
                             auth.check_password_with(&job.user, &job.password, &mut memory);
                         let _ = job.reply.send(outcome);
@@ -170,6 +176,40 @@ mod tests {
         let hash = crate::auth::hash_password("right").unwrap();
         let users = std::collections::BTreeMap::from([("u".to_string(), hash)]);
         LoginGate::new(Arc::new(Authenticator::new(vec![], users, b"k", 60)))
+    }
+
+    #[tokio::test]
+    async fn checks_whose_logins_gave_up_are_skipped() {
+        let g = gate();
+        let client = ip(9);
+        let t0 = Instant::now();
+        assert!(matches!(
+            g.check(client, "u".into(), "right".into()).await,
+            Ok(Ok(()))
+        ));
+        let one = t0.elapsed();
+        // Half a queue of checks nobody waits for any more (room left for the next login).
+        for _ in 0..QUEUED_CHECKS / 2 {
+            let (reply, answer) = oneshot::channel();
+            drop(answer);
+            let job = Job {
+                user: "u".into(),
+                password: "wrong".into(),
+                reply,
+            };
+            g.jobs.send(job).unwrap();
+        }
+        let t1 = Instant::now();
+        assert!(matches!(
+            g.check(client, "u".into(), "right".into()).await,
+            Ok(Ok(()))
+        ));
+        // Hashing the abandoned ones first would take 5 checks' time on 2 threads.
+        assert!(
+            t1.elapsed() < one * 3,
+            "{:?} after the abandoned checks, one check {one:?}",
+            t1.elapsed()
+        );
     }
 
     #[test]
