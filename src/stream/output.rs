@@ -56,6 +56,11 @@ impl OutputTemplate {
         json_str(&mut self.tail, scored_at);
     }
 
+    /// Whether [`begin`](Self::begin) has built this template.
+    pub fn is_begun(&self) -> bool {
+        !self.middle.is_empty()
+    }
+
     /// Writes one record's output JSON into `buf` (cleared first).
     pub fn write(&self, buf: &mut Vec<u8>, r: &Scored<'_>) {
         buf.clear();

@@ -127,6 +127,10 @@ impl Encoder {
         key_len: usize,
         payload: Option<&'a [u8]>,
     ) -> Outcome<'a> {
+        if !self.template.is_begun() {
+            // A caller that skipped `begin_batch` still gets well-formed outputs.
+            self.begin_batch(serving, ctx);
+        }
         let parsed = match payload {
             Some(bytes) => ctx.input.parse_borrowed(bytes),
             None => Err(InputError::NullValue),
@@ -323,6 +327,17 @@ mod tests {
             header(&out.headers, headers::SOURCE_PARTITION),
             Some(&b"2"[..])
         );
+    }
+
+    #[test]
+    fn an_encoder_used_without_begin_batch_still_writes_whole_outputs() {
+        let (serving, ctx) = (serving(), ctx());
+        let mut enc = Encoder::default();
+        let out = enc.encode(&serving, &ctx, 1, 7, 0, Some(br#"{"text": "so happy"}"#));
+        let v: serde_json::Value = serde_json::from_slice(out.value.unwrap()).unwrap();
+        assert_eq!(v["source"]["offset"], 7);
+        assert_eq!(v["model"]["context_id"], "sentiment");
+        assert!(v["scored_at"].as_str().unwrap().ends_with('Z'));
     }
 
     #[test]
