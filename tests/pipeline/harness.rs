@@ -392,9 +392,12 @@ impl Broker {
             .client()
             .set("group.id", "streamscore-test-reader")
             .set("enable.auto.commit", "false")
-            // librdkafka's 1 s pause of a partition whose queue is full held reads of large
-            // topics near 165,000 records/s.
-            .set("fetch.queue.backoff.ms", "20")
+            // As the daemon: librdkafka's 1 s pause of a partition whose queue is full held
+            // reads of large topics near 165,000 records/s.
+            .set(
+                "fetch.queue.backoff.ms",
+                streamscore::stream::kafka::DEFAULT_FETCH_QUEUE_BACKOFF_MS,
+            )
             .create()
             .unwrap();
         let mut tpl = TopicPartitionList::new();
