@@ -263,9 +263,73 @@ impl TweetTokenizer {
         }
     }
 
-    /// Reads one word starting at `start` (an alphanumeric char), normalizes it into `buf`,
-    /// emits it and returns the index after it.
+    /// Reads one word starting at `start` (an alphanumeric char), emits it normalized and
+    /// returns the index after it.
     fn read_word<S: TokenSink>(
+        &self,
+        text: &str,
+        start: usize,
+        buf: &mut String,
+        scope: &mut Scope<'_, S>,
+    ) -> usize {
+        let Some(word) = self.plain_word(text.as_bytes(), start) else {
+            return self.read_word_normalized(text, start, buf, scope);
+        };
+        // ASCII bytes, so both ends are char boundaries.
+        let raw = &text[start..word.end];
+        if self.settings.numbers && word.all_digits {
+            scope.symbol("<num>");
+        } else if word.has_capitals {
+            buf.clear();
+            buf.push_str(raw);
+            buf.make_ascii_lowercase();
+            scope.word(buf);
+        } else {
+            scope.word(raw);
+        }
+        word.end
+    }
+
+    /// The word at `start` when normalizing it is at most ASCII lowercasing, so it needs no
+    /// char-by-char pass: ASCII letters and digits only, no character repeated past
+    /// `max_repeat` (once lowercased), and ending at ASCII that cannot continue it (not an
+    /// apostrophe). Most words are such.
+    #[inline]
+    fn plain_word(&self, bytes: &[u8], start: usize) -> Option<PlainWord> {
+        let s = &self.settings;
+        // Setting the 0x20 bit lowercases an ASCII letter and leaves a digit as it is.
+        let fold = if s.lowercase { 0x20 } else { 0 };
+        let (mut last, mut run) = (0u8, 0u8);
+        let mut word = PlainWord {
+            end: start,
+            all_digits: true,
+            has_capitals: false,
+        };
+        while let Some(&b) = bytes.get(word.end) {
+            if !b.is_ascii_alphanumeric() {
+                break;
+            }
+            let c = b | fold;
+            word.has_capitals |= c != b;
+            if c == last {
+                run = run.saturating_add(1);
+                if s.max_repeat != 0 && run > s.max_repeat {
+                    return None;
+                }
+            } else {
+                (last, run) = (c, 1);
+            }
+            word.all_digits &= b.is_ascii_digit();
+            word.end += 1;
+        }
+        match bytes.get(word.end) {
+            Some(&b) if b >= 0x80 || b == b'\'' => None,
+            _ => Some(word),
+        }
+    }
+
+    /// [`Self::read_word`] for any word: normalizes it into `buf` char by char.
+    fn read_word_normalized<S: TokenSink>(
         &self,
         text: &str,
         start: usize,
@@ -344,6 +408,16 @@ impl TweetTokenizer {
         }
         end
     }
+}
+
+/// A word [`TweetTokenizer::plain_word`] found.
+struct PlainWord {
+    /// Index after its last byte.
+    end: usize,
+    /// Made of digits only.
+    all_digits: bool,
+    /// Has capitals to lowercase.
+    has_capitals: bool,
 }
 
 /// Appends a word's characters, dropping those past `max_repeat` identical ones in a row.
@@ -571,5 +645,40 @@ mod tests {
         assert!(toks("").is_empty());
         assert!(toks("\u{0}\u{7}\t\r\n").is_empty());
         assert_eq!(toks("a\u{0}b"), ["a", "b"]);
+    }
+
+    proptest::proptest! {
+        /// A word emitted straight from the text is the word normalization gives, and ends
+        /// where it does, from every word start of any text and with any settings.
+        #[test]
+        fn a_plain_word_is_the_normalized_word(
+            text in "[aAbB0x'é .!]{0,16}",
+            max_repeat in 0u8..4,
+            lowercase: bool,
+            numbers: bool,
+        ) {
+            let t = TweetTokenizer::new(TweetSettings {
+                max_repeat,
+                lowercase,
+                numbers,
+                ..TweetSettings::default()
+            });
+            let starts = text.char_indices().filter(|(_, c)| c.is_alphanumeric());
+            for (i, _) in starts {
+                let read = |normalized: bool| {
+                    let mut tokens = Vec::new();
+                    let mut sink = |tk: Token<'_>| tokens.push((tk.text.to_owned(), tk.negated));
+                    let mut scope = Scope { sink: &mut sink, negation_left: 0, negation_scope: 3 };
+                    let mut buf = String::new();
+                    let end = if normalized {
+                        t.read_word_normalized(&text, i, &mut buf, &mut scope)
+                    } else {
+                        t.read_word(&text, i, &mut buf, &mut scope)
+                    };
+                    (end, tokens)
+                };
+                proptest::prop_assert_eq!(read(false), read(true));
+            }
+        }
     }
 }
