@@ -299,18 +299,15 @@ impl TweetTokenizer {
         let s = &self.settings;
         // Setting the 0x20 bit lowercases an ASCII letter and leaves a digit as it is.
         let fold = if s.lowercase { 0x20 } else { 0 };
-        let (mut last, mut run) = (0u8, 0u8);
-        let mut word = PlainWord {
-            end: start,
-            all_digits: true,
-            has_capitals: false,
-        };
-        while let Some(&b) = bytes.get(word.end) {
-            if !b.is_ascii_alphanumeric() {
+        let (mut last, mut run, mut classes) = (0u8, 0u8, 0u8);
+        let mut len = 0;
+        for &b in &bytes[start..] {
+            let class = WORD_BYTE[usize::from(b)];
+            if class == 0 {
                 break;
             }
+            classes |= class;
             let c = b | fold;
-            word.has_capitals |= c != b;
             if c == last {
                 run = run.saturating_add(1);
                 if s.max_repeat != 0 && run > s.max_repeat {
@@ -319,12 +316,19 @@ impl TweetTokenizer {
             } else {
                 (last, run) = (c, 1);
             }
-            word.all_digits &= b.is_ascii_digit();
-            word.end += 1;
+            len += 1;
         }
-        match bytes.get(word.end) {
+        let end = start + len;
+        if len == 0 {
+            return None;
+        }
+        match bytes.get(end) {
             Some(&b) if b >= 0x80 || b == b'\'' => None,
-            _ => Some(word),
+            _ => Some(PlainWord {
+                end,
+                all_digits: classes == DIGIT,
+                has_capitals: s.lowercase && classes & UPPER != 0,
+            }),
         }
     }
 
@@ -409,6 +413,32 @@ impl TweetTokenizer {
         end
     }
 }
+
+/// [`WORD_BYTE`] classes, one bit each.
+const DIGIT: u8 = 1;
+const LOWER: u8 = 2;
+const UPPER: u8 = 4;
+
+/// The class of each byte for [`TweetTokenizer::plain_word`]: an ASCII digit, lowercase or
+/// capital letter, or 0 for any other byte (a plain word ends there).
+const WORD_BYTE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = if c.is_ascii_digit() {
+            DIGIT
+        } else if c.is_ascii_lowercase() {
+            LOWER
+        } else if c.is_ascii_uppercase() {
+            UPPER
+        } else {
+            0
+        };
+        b += 1;
+    }
+    table
+};
 
 /// A word [`TweetTokenizer::plain_word`] found.
 struct PlainWord {
