@@ -150,18 +150,28 @@ fn main() {
         let summary_topic = format!("out-d-{run}.opinion");
         rt.block_on(broker.create_topic(&summary_topic, 1));
         a.push(bare_pass(&broker, n, run));
-        if let Some(bin) = &compare {
-            b2.push(daemon_pass_with(
-                bin,
-                &broker,
-                dir.path(),
-                n,
-                run,
-                "b2",
-                &[],
-            ));
+        // (b) and (b') take turns going first: the broker's memory store only grows, and
+        // the machine's speed drifts, so a fixed order would favour one of them.
+        let compared = |b2: &mut Vec<Pass>| {
+            if let Some(bin) = &compare {
+                b2.push(daemon_pass_with(
+                    bin,
+                    &broker,
+                    dir.path(),
+                    n,
+                    run,
+                    "b2",
+                    &[],
+                ));
+            }
+        };
+        if run % 2 == 0 {
+            compared(&mut b2);
         }
         b.push(daemon_pass(&broker, dir.path(), n, run, "b", &[]));
+        if run % 2 == 1 {
+            compared(&mut b2);
+        }
         c.push(if wanted("c") {
             daemon_pass(
                 &broker,
