@@ -20,6 +20,11 @@ use streamscore::model::Model;
 use streamscore::stream::record::Encoder;
 use streamscore::stream::{ScoreContext, ServingModel};
 
+/// The daemon's allocator (also the `malloc` of librdkafka's header lists), so the counts
+/// are the daemon's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const BATCH: usize = 512;
 const POOL: usize = 2_000;
 
