@@ -332,7 +332,9 @@ impl TweetTokenizer {
         }
     }
 
-    /// [`Self::read_word`] for any word: normalizes it into `buf` char by char.
+    /// [`Self::read_word`] for any word: normalizes it into `buf` char by char. Kept out of
+    /// line: few words need it, and inlined it would make every word pay its larger frame.
+    #[inline(never)]
     fn read_word_normalized<S: TokenSink>(
         &self,
         text: &str,
