@@ -8,12 +8,13 @@
 //! `../shared/data/tweeteval_sentiment_val_binary.jsonl`), else the repository's samples.
 //! Run: `cargo bench --bench opinion`.
 
+#[path = "common/context.rs"]
+mod context;
 #[path = "common/texts.rs"]
 mod texts;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use streamscore::input::{InputFormat, InputSpec};
 use streamscore::model::{Label, Model};
 use streamscore::opinion::{Opinion, SubjectsConfig, SummaryConfig};
 use streamscore::stream::record::Encoder;
@@ -48,18 +49,7 @@ fn subjects() -> SubjectsConfig {
 }
 
 fn context(opinion: Option<&Opinion>) -> ScoreContext {
-    ScoreContext {
-        deployment: "bench".into(),
-        input_topic: "in".into(),
-        output_topic: "out".into(),
-        dlq_topic: "out.dlq".into(),
-        input: InputSpec {
-            format: InputFormat::Json,
-            ..InputSpec::default()
-        },
-        max_message_bytes: 1_000_000,
-        subjects: opinion.and_then(|o| o.subjects().cloned()),
-    }
+    context::json_context(opinion.and_then(|o| o.subjects().cloned()))
 }
 
 /// Encodes the batch as the scorer does; with `opinion`, also tallies and merges it.

@@ -12,13 +12,14 @@
 //! (instructions per record = difference / 20,000). Texts as for the benches
 //! (`STREAMSCORE_BENCH_DATA`, else the dev set, else the repository's samples).
 
+#[path = "../benches/common/context.rs"]
+mod context;
 #[path = "../benches/common/texts.rs"]
 mod texts;
 
-use streamscore::input::{InputFormat, InputSpec};
 use streamscore::model::Model;
 use streamscore::stream::record::Encoder;
-use streamscore::stream::{ScoreContext, ServingModel};
+use streamscore::stream::ServingModel;
 
 /// The daemon's allocator (also the `malloc` of librdkafka's header lists), so the counts
 /// are the daemon's.
@@ -47,18 +48,7 @@ fn main() -> anyhow::Result<()> {
         context_id: "sentiment-en".into(),
         version: "1".into(),
     };
-    let ctx = ScoreContext {
-        deployment: "cost".into(),
-        input_topic: "in".into(),
-        output_topic: "out".into(),
-        dlq_topic: "out.dlq".into(),
-        input: InputSpec {
-            format: InputFormat::Json,
-            ..InputSpec::default()
-        },
-        max_message_bytes: 1_000_000,
-        subjects: None,
-    };
+    let ctx = context::json_context(None);
     let mut encoder = Encoder::default();
     let (mut bytes, mut offset) = (0usize, 0i64);
     let started = std::time::Instant::now();
