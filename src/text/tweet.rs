@@ -277,17 +277,37 @@ impl TweetTokenizer {
         };
         // ASCII bytes, so both ends are char boundaries.
         let raw = &text[start..word.end];
-        if self.settings.numbers && word.all_digits {
-            scope.symbol("<num>");
-        } else if word.has_capitals {
+        let normalized = if word.has_capitals {
             buf.clear();
             buf.push_str(raw);
             buf.make_ascii_lowercase();
-            scope.word(buf);
+            buf.as_str()
         } else {
-            scope.word(raw);
-        }
+            raw
+        };
+        self.emit_word(normalized, word.all_digits, false, scope);
         word.end
+    }
+
+    /// Emits a normalized word: `<num>` for digits (when numbers are replaced), else the word,
+    /// followed by `<elong>` when it was shortened (and that is marked).
+    #[inline]
+    fn emit_word<S: TokenSink>(
+        &self,
+        word: &str,
+        all_digits: bool,
+        elongated: bool,
+        scope: &mut Scope<'_, S>,
+    ) {
+        let s = &self.settings;
+        if s.numbers && all_digits {
+            scope.symbol("<num>");
+        } else {
+            scope.word(word);
+            if elongated && s.mark_elongation {
+                scope.symbol("<elong>");
+            }
+        }
     }
 
     /// The word at `start` when normalizing it is at most ASCII lowercasing, so it needs no
@@ -318,10 +338,10 @@ impl TweetTokenizer {
             }
             len += 1;
         }
-        let end = start + len;
         if len == 0 {
             return None;
         }
+        let end = start + len;
         match bytes.get(end) {
             Some(&b) if b >= 0x80 || b == b'\'' => None,
             _ => Some(PlainWord {
@@ -402,17 +422,9 @@ impl TweetTokenizer {
                 push(c);
             }
         }
-        let end = i;
         let elongated = squash.elongated;
-        if s.numbers && all_digits {
-            scope.symbol("<num>");
-        } else {
-            scope.word(buf);
-            if elongated && s.mark_elongation {
-                scope.symbol("<elong>");
-            }
-        }
-        end
+        self.emit_word(buf, all_digits, elongated, scope);
+        i
     }
 }
 
