@@ -38,15 +38,36 @@ const REFUSED_KEEP_BYTES: usize = 1024;
 /// A stopped [`Sink`] does not wait for the thread: it ends within this time on its own.
 const POLL_CALL: Duration = Duration::from_secs(1);
 
-/// Packs a source position into a delivery opaque: 16 bits of partition, 48 of offset.
-pub fn pack(partition: i32, offset: i64) -> usize {
-    ((partition as u64 & 0xffff) << 48 | (offset as u64 & 0xffff_ffff_ffff)) as usize
+/// What a delivery report needs to know of its record, packed into the message's opaque
+/// word: its source position and whether it went to the dead-letter topic (so the report
+/// need not read the topic's name back from librdkafka).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opaque {
+    /// Source partition (15 bits kept).
+    pub partition: i32,
+    /// Source offset (48 bits kept).
+    pub offset: i64,
+    /// Sent to the dead-letter topic rather than the output topic.
+    pub dead_letter: bool,
 }
 
-/// Unpacks [`pack`].
-pub fn unpack(opaque: usize) -> (i32, i64) {
-    let v = opaque as u64;
-    ((v >> 48) as i32, (v & 0xffff_ffff_ffff) as i64)
+impl Opaque {
+    /// Packs into a word: 1 bit dead-letter, 15 bits of partition, 48 of offset.
+    pub fn pack(self) -> usize {
+        let p = self.partition as u64 & 0x7fff;
+        let o = self.offset as u64 & 0xffff_ffff_ffff;
+        (u64::from(self.dead_letter) << 63 | p << 48 | o) as usize
+    }
+
+    /// Unpacks [`pack`](Self::pack).
+    pub fn unpack(word: usize) -> Opaque {
+        let v = word as u64;
+        Opaque {
+            partition: (v >> 48 & 0x7fff) as i32,
+            offset: (v & 0xffff_ffff_ffff) as i64,
+            dead_letter: v >> 63 == 1,
+        }
+    }
 }
 
 /// What a delivery error means for the record and the stream.
@@ -103,7 +124,6 @@ pub struct DeliveryContext {
     acker: Arc<Acker>,
     epoch: u64,
     stats: Arc<Stats>,
-    dlq_topic: Arc<str>,
     transactional: bool,
     refused: Arc<Mutex<Vec<Refused>>>,
 }
@@ -124,10 +144,14 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = usize;
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: usize) {
-        let (partition, offset) = unpack(opaque);
+        let Opaque {
+            partition,
+            offset,
+            dead_letter,
+        } = Opaque::unpack(opaque);
         match result {
-            Ok(m) => {
-                self.stats.delivered(m.topic() == &*self.dlq_topic);
+            Ok(_) => {
+                self.stats.delivered(dead_letter);
                 if !self.transactional {
                     let timestamp = self.acker.delivered(self.epoch, partition, offset);
                     self.stats.observe_latency(coarse_now_ms(), timestamp);
@@ -201,7 +225,6 @@ impl Sink {
             acker: acker.clone(),
             epoch,
             stats,
-            dlq_topic: ctx.dlq_topic.clone(),
             transactional: config.get("transactional.id").is_some(),
             refused: refused.clone(),
         };
@@ -253,20 +276,30 @@ impl Sink {
         &self.producer
     }
 
-    /// Hands one record to librdkafka, waiting while its queue is full (until `stop` says
-    /// so). A record the producer refuses as too large is replaced by a cut dead letter; other
-    /// refusals raise a fault.
+    /// Hands one record to librdkafka, to the output topic or, with `dead_letter`, the
+    /// dead-letter topic, waiting while its queue is full (until `stop` says so). A record the
+    /// producer refuses as too large is replaced by a cut dead letter; other refusals raise a
+    /// fault.
     pub fn send(
         &self,
-        topic: &str,
+        dead_letter: bool,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         headers: OwnedHeaders,
         source: (i32, i64),
         stop: &dyn Fn() -> bool,
     ) {
+        let topic = match dead_letter {
+            true => &*self.ctx.dlq_topic,
+            false => &*self.ctx.output_topic,
+        };
+        let opaque = Opaque {
+            partition: source.0,
+            offset: source.1,
+            dead_letter,
+        };
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(topic, pack(source.0, source.1)).headers(headers);
+            BaseRecord::with_opaque_to(topic, opaque.pack()).headers(headers);
         rec.key = key;
         rec.payload = value;
         loop {
@@ -319,9 +352,13 @@ impl Sink {
                 .as_bytes(),
             ),
         });
+        let opaque = Opaque {
+            partition: r.source.0,
+            offset: r.source.1,
+            dead_letter: true,
+        };
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&self.ctx.dlq_topic, pack(r.source.0, r.source.1))
-                .headers(headers);
+            BaseRecord::with_opaque_to(&self.ctx.dlq_topic, opaque.pack()).headers(headers);
         rec.payload = Some(&r.value);
         self.stats().metrics().dead_lettered("too_large", 1);
         loop {
@@ -375,8 +412,15 @@ mod tests {
 
     #[test]
     fn opaque_round_trips_partitions_and_offsets() {
-        for (p, o) in [(0, 0), (3, 81_723), (65_535, (1 << 48) - 1), (17, 1 << 40)] {
-            assert_eq!(unpack(pack(p, o)), (p, o));
+        for (partition, offset) in [(0, 0), (3, 81_723), (32_767, (1 << 48) - 1), (17, 1 << 40)] {
+            for dead_letter in [false, true] {
+                let o = Opaque {
+                    partition,
+                    offset,
+                    dead_letter,
+                };
+                assert_eq!(Opaque::unpack(o.pack()), o);
+            }
         }
     }
 

@@ -175,7 +175,14 @@ impl Scorer {
                 opinion.count(item.partition, item.offset, at, out.subjects, positive, p);
             }
             let source = (item.partition, item.offset);
-            sink.send(out.topic, key, out.value, out.headers, source, &stop);
+            sink.send(
+                out.dead_letter.is_some(),
+                key,
+                out.value,
+                out.headers,
+                source,
+                &stop,
+            );
             if let Some(t) = txn.as_deref_mut() {
                 t.produced(item.partition, item.offset);
             }
