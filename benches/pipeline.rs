@@ -577,33 +577,40 @@ fn bare_copy(
 }
 
 /// Produces `total` tweets to `topic` at `rate` per second (10 ms ticks).
-fn feed(rt: &tokio::runtime::Runtime, broker: &Broker, topic: &str, total: usize, rate: f64) {
-    let data = tweets(total);
-    rt.block_on(async {
-        let p = broker.producer();
-        let tick = Duration::from_millis(10);
-        let per_tick = ((rate / 100.0).ceil() as usize).max(1);
-        let t0 = Instant::now();
-        for (i, chunk) in data.chunks(per_tick).enumerate() {
-            for (k, v) in chunk {
-                // Delivery is checked by reading the topic back; the future can be dropped.
-                // A full queue is waited out, never skipped: the copy and the readers wait
-                // for every record.
-                let mut rec = rdkafka::producer::FutureRecord::to(topic).key(k).payload(v);
-                while let Err((e, back)) = p.send_result(rec) {
-                    assert_eq!(
-                        e.rdkafka_error_code(),
-                        Some(RDKafkaErrorCode::QueueFull),
-                        "feed: {e}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    rec = back;
-                }
+fn feed(broker: &Broker, topic: &str, data: &[(String, Vec<u8>)], rate: f64) {
+    // A `BaseProducer` polled once a tick, as the copy produces: the feeder shares the two
+    // cores with the pipeline it feeds, and a future per record (as `FutureProducer` has)
+    // cost it about as much CPU as the copy itself.
+    let p: rdkafka::producer::BaseProducer = broker
+        .client()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let tick = Duration::from_millis(10);
+    let per_tick = ((rate / 100.0).ceil() as usize).max(1);
+    let t0 = Instant::now();
+    for (i, chunk) in data.chunks(per_tick).enumerate() {
+        for (k, v) in chunk {
+            // Delivery is checked by reading the topic back. A full queue is waited out,
+            // never skipped: the copy and the readers wait for every record.
+            let mut rec = BaseRecord::<String, Vec<u8>>::to(topic).key(k).payload(v);
+            while let Err((e, back)) = p.send(rec) {
+                assert_eq!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::QueueFull),
+                    "feed: {e}"
+                );
+                p.poll(Duration::from_millis(1));
+                rec = back;
             }
-            tokio::time::sleep_until((t0 + tick * (i as u32 + 1)).into()).await;
         }
-        let _ = p.flush(Duration::from_secs(30));
-    });
+        p.poll(Duration::ZERO);
+        let next = t0 + tick * (i as u32 + 1);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let _ = p.flush(Duration::from_secs(30));
 }
 
 /// Input sent in the first this-many ms of a latency round is warm-up, left out of the
@@ -749,6 +756,8 @@ fn latency_round(
     round: usize,
 ) -> (Lags, Lags, Option<Lags>) {
     let total = (rate * 10.0) as usize;
+    // Built before either pipeline runs: only producing them competes with it.
+    let data = tweets(total);
     let topic = |t: &str| format!("lat-{t}-{round}");
     for t in ["in-a", "out-a"] {
         rt.block_on(broker.create_topic(&topic(t), PARTITIONS));
@@ -762,7 +771,7 @@ fn latency_round(
     // The copy signals once it owns partitions, or at its first record.
     let _ = rx.recv_timeout(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
-    feed(rt, broker, &topic("in-a"), total, rate);
+    feed(broker, &topic("in-a"), &data, rate);
     copy.join().unwrap();
     let a = lags(broker, &topic("in-a"), &topic("out-a"), total);
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_streamscore"));
@@ -820,8 +829,18 @@ fn daemon_latency(
     {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let data = tweets(total);
     std::thread::sleep(Duration::from_secs(1));
-    feed(rt, broker, &input, total, rate);
+    // Only the feeder works in this process meanwhile: its CPU is what the bench takes
+    // from the two cores the daemon and the broker share.
+    let (cpu0, daemon0) = (cpu_seconds_of(std::process::id()), daemon.cpu_seconds());
+    feed(broker, &input, &data, rate);
+    let us = |cpu: f64| cpu * 1e6 / total as f64;
+    eprintln!(
+        "{kind}{round}: feeder {:.2} µs CPU a record, daemon {:.2} while fed",
+        us(cpu_seconds_of(std::process::id()) - cpu0),
+        us(daemon.cpu_seconds() - daemon0)
+    );
     let lags = lags(broker, &input, &output, total);
     daemon.signal("-TERM");
     daemon.wait(Duration::from_secs(30));
