@@ -836,10 +836,12 @@ fn daemon_latency(
     let (cpu0, daemon0) = (cpu_seconds_of(std::process::id()), daemon.cpu_seconds());
     feed(broker, &input, &data, rate);
     let us = |cpu: f64| cpu * 1e6 / total as f64;
+    let batches = daemon.metric_sum("streamscore_batch_records_count");
     eprintln!(
-        "{kind}{round}: feeder {:.2} µs CPU a record, daemon {:.2} while fed",
+        "{kind}{round}: feeder {:.2} µs CPU a record, daemon {:.2} while fed, {:.0} records a batch",
         us(cpu_seconds_of(std::process::id()) - cpu0),
-        us(daemon.cpu_seconds() - daemon0)
+        us(daemon.cpu_seconds() - daemon0),
+        daemon.metric_sum("streamscore_batch_records_sum") / batches.max(1.0)
     );
     let lags = lags(broker, &input, &output, total);
     daemon.signal("-TERM");
