@@ -27,6 +27,16 @@ pub enum PreflightError {
     /// A topic the deployment reads or writes does not exist.
     #[error("topic {0:?} does not exist")]
     MissingTopic(String),
+    /// The input topic has more partitions than a deployment can track.
+    #[error("input topic {topic:?} has {partitions} partitions; at most {max} are supported")]
+    TooManyPartitions {
+        /// The input topic.
+        topic: String,
+        /// Its partition count.
+        partitions: usize,
+        /// [`MAX_INPUT_PARTITIONS`](crate::stream::producer::MAX_INPUT_PARTITIONS).
+        max: usize,
+    },
     /// The check itself could not run.
     #[error("pre-flight check failed: {0}")]
     Task(String),
@@ -69,10 +79,28 @@ pub(super) async fn preflight(config: &DeploymentConfig) -> Result<(), Preflight
                 return Err(PreflightError::MissingTopic(t.clone()));
             }
         }
-        Ok(())
+        let partitions = md
+            .topics()
+            .iter()
+            .find(|m| m.name() == input.as_str())
+            .map_or(0, |m| m.partitions().len());
+        check_input_partitions(&input, partitions)
     })
     .await;
     outcome.map_err(|e| PreflightError::Task(e.to_string()))?
+}
+
+/// Refuses an input topic whose partitions a delivery report could not tell apart.
+fn check_input_partitions(topic: &str, partitions: usize) -> Result<(), PreflightError> {
+    use crate::stream::producer::MAX_INPUT_PARTITIONS;
+    if partitions > MAX_INPUT_PARTITIONS {
+        return Err(PreflightError::TooManyPartitions {
+            topic: topic.to_owned(),
+            partitions,
+            max: MAX_INPUT_PARTITIONS,
+        });
+    }
+    Ok(())
 }
 
 /// Remembers the last authentication or TLS error librdkafka reported while probing, so a
@@ -122,3 +150,19 @@ impl ClientContext for Probe {
 }
 
 impl ConsumerContext for Probe {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::producer::MAX_INPUT_PARTITIONS;
+
+    #[test]
+    fn an_input_topic_with_more_partitions_than_tracked_is_refused() {
+        assert!(check_input_partitions("in", MAX_INPUT_PARTITIONS).is_ok());
+        let e = check_input_partitions("in", MAX_INPUT_PARTITIONS + 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "input topic \"in\" has 32769 partitions; at most 32768 are supported"
+        );
+    }
+}

@@ -38,14 +38,19 @@ const REFUSED_KEEP_BYTES: usize = 1024;
 /// A stopped [`Sink`] does not wait for the thread: it ends within this time on its own.
 const POLL_CALL: Duration = Duration::from_secs(1);
 
+/// Most partitions an input topic may have: a delivery report carries its record's source
+/// partition in 15 bits (see [`Opaque`]). A deployment refuses a larger input topic at its
+/// pre-flight check.
+pub const MAX_INPUT_PARTITIONS: usize = 1 << 15;
+
 /// What a delivery report needs to know of its record, packed into the message's opaque
 /// word: its source position and whether it went to the dead-letter topic (so the report
 /// need not read the topic's name back from librdkafka).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Opaque {
-    /// Source partition (15 bits kept).
+    /// Source partition (15 bits kept: below [`MAX_INPUT_PARTITIONS`]).
     pub partition: i32,
-    /// Source offset (48 bits kept).
+    /// Source offset (48 bits kept: 2.8 × 10^14 records a partition).
     pub offset: i64,
     /// Sent to the dead-letter topic rather than the output topic.
     pub dead_letter: bool,
@@ -54,7 +59,7 @@ pub struct Opaque {
 impl Opaque {
     /// Packs into a word: 1 bit dead-letter, 15 bits of partition, 48 of offset.
     pub fn pack(self) -> usize {
-        let p = self.partition as u64 & 0x7fff;
+        let p = self.partition as u64 & (MAX_INPUT_PARTITIONS as u64 - 1);
         let o = self.offset as u64 & 0xffff_ffff_ffff;
         (u64::from(self.dead_letter) << 63 | p << 48 | o) as usize
     }
@@ -63,7 +68,7 @@ impl Opaque {
     pub fn unpack(word: usize) -> Opaque {
         let v = word as u64;
         Opaque {
-            partition: (v >> 48 & 0x7fff) as i32,
+            partition: (v >> 48 & (MAX_INPUT_PARTITIONS as u64 - 1)) as i32,
             offset: (v & 0xffff_ffff_ffff) as i64,
             dead_letter: v >> 63 == 1,
         }
