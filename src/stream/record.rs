@@ -65,13 +65,12 @@ const DEAD_LETTER_HEADROOM: usize = 4096;
 /// What one consumed record becomes: a labeled output or a dead letter.
 #[derive(Debug)]
 pub struct Outcome<'a> {
-    /// Destination topic.
-    pub topic: &'a str,
     /// Value to produce (`None` keeps a tombstone a tombstone).
     pub value: Option<&'a [u8]>,
     /// Headers.
     pub headers: OwnedHeaders,
-    /// Dead-letter reason, when this is a dead letter.
+    /// Dead-letter reason, when this is a dead letter (it goes to the dead-letter topic;
+    /// anything else to the output topic).
     pub dead_letter: Option<&'static str>,
     /// The predicted label, when scored.
     pub label: Option<Label>,
@@ -165,7 +164,6 @@ impl Encoder {
                 };
                 self.template.write(&mut self.buf, &scored);
                 Outcome {
-                    topic: &ctx.output_topic,
                     value: Some(&self.buf),
                     headers: headers.insert(Header {
                         key: headers::MODEL_VERSION,
@@ -183,7 +181,6 @@ impl Encoder {
                     .saturating_sub(key_len + DEAD_LETTER_HEADROOM);
                 let (value, headers) = dead_letter_value(payload, limit, headers);
                 Outcome {
-                    topic: &ctx.dlq_topic,
                     value,
                     headers: headers
                         .insert(Header {
@@ -305,7 +302,7 @@ mod tests {
             2,
             Some(br#"{"id_str": "1204", "text": "I love it"}"#),
         );
-        assert_eq!((out.topic, out.dead_letter), ("out", None));
+        assert_eq!(out.dead_letter, None);
         assert_eq!(out.label, Some(Label::Positive));
         let v: serde_json::Value = serde_json::from_slice(out.value.unwrap()).unwrap();
         assert_eq!(v["id"], "1204");
@@ -353,7 +350,6 @@ mod tests {
         ];
         for (payload, reason) in cases {
             let out = enc.encode(&serving, &ctx, 0, 9, 0, payload);
-            assert_eq!(out.topic, "out.dlq");
             assert_eq!(out.dead_letter, Some(reason));
             assert_eq!(
                 out.value, payload,
