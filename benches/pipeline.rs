@@ -576,8 +576,15 @@ fn bare_copy(
     (consumed, cpu_at_first.unwrap_or(0.0))
 }
 
-/// Produces `total` tweets to `topic` at `rate` per second (10 ms ticks).
-fn feed(broker: &Broker, topic: &str, data: &[(String, Vec<u8>)], rate: f64) {
+/// The input of a latency round: its tweets, fed at `rate` per second.
+struct Load {
+    data: Vec<(String, Vec<u8>)>,
+    rate: f64,
+}
+
+/// Produces the load's tweets to `topic` at its rate (10 ms ticks).
+fn feed(broker: &Broker, topic: &str, load: &Load) {
+    let (data, rate) = (&load.data, load.rate);
     // A `BaseProducer` polled once a tick, as the copy produces: the feeder shares the two
     // cores with the pipeline it feeds, and a future per record (as `FutureProducer` has)
     // cost it about as much CPU as the copy itself.
@@ -757,7 +764,10 @@ fn latency_round(
 ) -> (Lags, Lags, Option<Lags>) {
     let total = (rate * 10.0) as usize;
     // Built before either pipeline runs: only producing them competes with it.
-    let data = tweets(total);
+    let load = Load {
+        data: tweets(total),
+        rate,
+    };
     let topic = |t: &str| format!("lat-{t}-{round}");
     for t in ["in-a", "out-a"] {
         rt.block_on(broker.create_topic(&topic(t), PARTITIONS));
@@ -771,13 +781,13 @@ fn latency_round(
     // The copy signals once it owns partitions, or at its first record.
     let _ = rx.recv_timeout(Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
-    feed(broker, &topic("in-a"), &data, rate);
+    feed(broker, &topic("in-a"), &load);
     copy.join().unwrap();
     let a = lags(broker, &topic("in-a"), &topic("out-a"), total);
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_streamscore"));
     let compare = std::env::var_os("PIPELINE_BENCH_COMPARE_BIN").map(std::path::PathBuf::from);
     let pass =
-        |bin: &std::path::Path, kind| daemon_latency(rt, broker, dir, rate, round, bin, kind);
+        |bin: &std::path::Path, kind| daemon_latency(rt, broker, dir, &load, round, bin, kind);
     // (b) and (b') take turns going first, so neither always meets the broker's state after
     // the other.
     let b2_first = (round % 2 == 1).then(|| compare.as_deref().map(|c| pass(c, "b2")));
@@ -794,12 +804,12 @@ fn daemon_latency(
     rt: &tokio::runtime::Runtime,
     broker: &Broker,
     dir: &std::path::Path,
-    rate: f64,
+    load: &Load,
     round: usize,
     bin: &std::path::Path,
     kind: &str,
 ) -> Lags {
-    let total = (rate * 10.0) as usize;
+    let total = load.data.len();
     let (input, output, name) = (
         format!("lat-in-{kind}-{round}"),
         format!("lat-out-{kind}-{round}"),
@@ -829,12 +839,11 @@ fn daemon_latency(
     {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let data = tweets(total);
     std::thread::sleep(Duration::from_secs(1));
     // Only the feeder works in this process meanwhile: its CPU is what the bench takes
     // from the two cores the daemon and the broker share.
     let (cpu0, daemon0) = (cpu_seconds_of(std::process::id()), daemon.cpu_seconds());
-    feed(broker, &input, &data, rate);
+    feed(broker, &input, load);
     let us = |cpu: f64| cpu * 1e6 / total as f64;
     let batches = daemon.metric_sum("streamscore_batch_records_count");
     eprintln!(

@@ -70,21 +70,19 @@ pub(super) async fn preflight(config: &DeploymentConfig) -> Result<(), Preflight
                 let _ = consumer.poll(Duration::from_millis(50));
                 consumer.context().explain(e)
             })?;
-        for t in std::iter::once(&input).chain(&outputs) {
-            let found = md
-                .topics()
+        // A topic the brokers do not know has no partitions.
+        let partitions = |t: &str| {
+            md.topics()
                 .iter()
-                .any(|m| m.name() == t.as_str() && !m.partitions().is_empty());
-            if !found {
+                .find(|m| m.name() == t)
+                .map_or(0, |m| m.partitions().len())
+        };
+        for t in std::iter::once(&input).chain(&outputs) {
+            if partitions(t) == 0 {
                 return Err(PreflightError::MissingTopic(t.clone()));
             }
         }
-        let partitions = md
-            .topics()
-            .iter()
-            .find(|m| m.name() == input.as_str())
-            .map_or(0, |m| m.partitions().len());
-        check_input_partitions(&input, partitions)
+        check_input_partitions(&input, partitions(&input))
     })
     .await;
     outcome.map_err(|e| PreflightError::Task(e.to_string()))?

@@ -42,6 +42,8 @@ const POLL_CALL: Duration = Duration::from_secs(1);
 /// partition in 15 bits (see [`Opaque`]). A deployment refuses a larger input topic at its
 /// pre-flight check.
 pub const MAX_INPUT_PARTITIONS: usize = 1 << 15;
+const PARTITION_MASK: u64 = MAX_INPUT_PARTITIONS as u64 - 1;
+const OFFSET_MASK: u64 = (1 << 48) - 1;
 
 /// What a delivery report needs to know of its record, packed into the message's opaque
 /// word: its source position and whether it went to the dead-letter topic (so the report
@@ -57,10 +59,19 @@ pub struct Opaque {
 }
 
 impl Opaque {
+    /// The opaque of a record read at `source` (partition, offset).
+    pub fn of(source: (i32, i64), dead_letter: bool) -> Opaque {
+        Opaque {
+            partition: source.0,
+            offset: source.1,
+            dead_letter,
+        }
+    }
+
     /// Packs into a word: 1 bit dead-letter, 15 bits of partition, 48 of offset.
     pub fn pack(self) -> usize {
-        let p = self.partition as u64 & (MAX_INPUT_PARTITIONS as u64 - 1);
-        let o = self.offset as u64 & 0xffff_ffff_ffff;
+        let p = self.partition as u64 & PARTITION_MASK;
+        let o = self.offset as u64 & OFFSET_MASK;
         (u64::from(self.dead_letter) << 63 | p << 48 | o) as usize
     }
 
@@ -68,8 +79,8 @@ impl Opaque {
     pub fn unpack(word: usize) -> Opaque {
         let v = word as u64;
         Opaque {
-            partition: (v >> 48 & (MAX_INPUT_PARTITIONS as u64 - 1)) as i32,
-            offset: (v & 0xffff_ffff_ffff) as i64,
+            partition: (v >> 48 & PARTITION_MASK) as i32,
+            offset: (v & OFFSET_MASK) as i64,
             dead_letter: v >> 63 == 1,
         }
     }
@@ -298,13 +309,9 @@ impl Sink {
             true => &*self.ctx.dlq_topic,
             false => &*self.ctx.output_topic,
         };
-        let opaque = Opaque {
-            partition: source.0,
-            offset: source.1,
-            dead_letter,
-        };
+        let opaque = Opaque::of(source, dead_letter).pack();
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(topic, opaque.pack()).headers(headers);
+            BaseRecord::with_opaque_to(topic, opaque).headers(headers);
         rec.key = key;
         rec.payload = value;
         loop {
@@ -357,13 +364,9 @@ impl Sink {
                 .as_bytes(),
             ),
         });
-        let opaque = Opaque {
-            partition: r.source.0,
-            offset: r.source.1,
-            dead_letter: true,
-        };
+        let opaque = Opaque::of(r.source, true).pack();
         let mut rec: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(&self.ctx.dlq_topic, opaque.pack()).headers(headers);
+            BaseRecord::with_opaque_to(&self.ctx.dlq_topic, opaque).headers(headers);
         rec.payload = Some(&r.value);
         self.stats().metrics().dead_lettered("too_large", 1);
         loop {
@@ -419,12 +422,9 @@ mod tests {
     fn opaque_round_trips_partitions_and_offsets() {
         for (partition, offset) in [(0, 0), (3, 81_723), (32_767, (1 << 48) - 1), (17, 1 << 40)] {
             for dead_letter in [false, true] {
-                let o = Opaque {
-                    partition,
-                    offset,
-                    dead_letter,
-                };
+                let o = Opaque::of((partition, offset), dead_letter);
                 assert_eq!(Opaque::unpack(o.pack()), o);
+                assert_eq!((o.partition, o.offset), (partition, offset));
             }
         }
     }
