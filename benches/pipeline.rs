@@ -4,8 +4,8 @@
 //!
 //! (a) a bare consume→produce copy as a Kafka expert writes it: one thread, `BaseConsumer` +
 //!     `BaseProducer`, large queues, delivery callbacks storing offsets, no per-record await;
-//! (b) `streamscore run` with the shipped model, at-least-once, 2 workers
-//!     (`PIPELINE_BENCH_WORKERS`);
+//! (b) `streamscore run` with the shipped model, at-least-once, 1 worker, the daemon's
+//!     default (`PIPELINE_BENCH_WORKERS`);
 //! (c) `streamscore run --delivery exactly-once`, as many workers;
 //! (d) (b) with five subjects and opinion summaries written to a summary topic (the cost of
 //!     the opinion features: its ratio to (b));
@@ -79,12 +79,12 @@ fn daemon_args_env() -> String {
     std::env::var("PIPELINE_BENCH_DAEMON_ARGS").unwrap_or_default()
 }
 
-/// Workers of the daemon (`PIPELINE_BENCH_WORKERS`, default 2).
+/// Workers of the daemon (`PIPELINE_BENCH_WORKERS`, default 1 as in the daemon).
 fn workers() -> usize {
     std::env::var("PIPELINE_BENCH_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+        .unwrap_or(1)
 }
 
 /// One measured pass.
