@@ -188,12 +188,21 @@ impl Transaction {
                 .map_err(|e| txn_error("offsets", e))?;
         }
         let producer = sink.producer();
+        let started = Instant::now();
         producer
             .send_offsets_to_transaction(&tpl, &group, CALL_TIMEOUT)
             .map_err(|e| txn_error("send offsets", e))?;
+        let offsets_sent = started.elapsed();
         producer
             .commit_transaction(CALL_TIMEOUT)
-            .map_err(|e| txn_error("commit", e))
+            .map_err(|e| txn_error("commit", e))?;
+        debug!(
+            records = self.records,
+            offsets_ms = offsets_sent.as_millis() as u64,
+            commit_ms = (started.elapsed() - offsets_sent).as_millis() as u64,
+            "transaction committed"
+        );
+        Ok(())
     }
 
     /// Aborts the open transaction, if any (its records will be produced again).
