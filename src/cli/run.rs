@@ -58,6 +58,10 @@ pub struct RunArgs {
     /// Most records in flight per worker before reading pauses.
     #[arg(long, default_value_t = BatchConfig::default().max_in_flight)]
     max_in_flight: usize,
+    /// Threads that parse, score and encode each worker's batches at once, while the worker's
+    /// scoring thread sends them in order (1: that thread encodes too).
+    #[arg(long, default_value_t = BatchConfig::default().scoring_threads)]
+    scoring_threads: usize,
     /// Commit at once after this many delivered records per worker (bounds replays).
     #[arg(long, default_value_t = CommitConfig::default().max_records)]
     commit_max_records: u64,
@@ -162,6 +166,7 @@ impl RunArgs {
                 max_records: self.batch_max_records,
                 max_wait_ms: self.batch_max_wait_ms,
                 max_in_flight: self.max_in_flight,
+                scoring_threads: self.scoring_threads,
             },
             kafka,
             delivery: self.delivery,

@@ -234,7 +234,19 @@ pub struct BatchConfig {
     /// pauses.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
+    /// Threads that parse, score and encode a worker's batches. With 1 the worker's scoring
+    /// thread does it between sends; with more, that many encode batches at once while the
+    /// scoring thread sends their records in order.
+    #[serde(default = "default_scoring_threads")]
+    pub scoring_threads: usize,
 }
+
+const fn default_scoring_threads() -> usize {
+    2
+}
+
+/// Most encoding threads a worker may have.
+pub const MAX_SCORING_THREADS: usize = 64;
 
 const fn default_max_in_flight() -> usize {
     20_000
@@ -254,6 +266,7 @@ impl Default for BatchConfig {
             max_records: default_max_records(),
             max_wait_ms: default_max_wait_ms(),
             max_in_flight: default_max_in_flight(),
+            scoring_threads: default_scoring_threads(),
         }
     }
 }
@@ -335,6 +348,12 @@ impl BatchConfig {
             return Err(InvalidSetting::new(
                 "batch.max_in_flight",
                 "must be at least batch.max_records and at most 1000000",
+            ));
+        }
+        if !(1..=MAX_SCORING_THREADS).contains(&self.scoring_threads) {
+            return Err(InvalidSetting::new(
+                "batch.scoring_threads",
+                "must be between 1 and 64",
             ));
         }
         Ok(())

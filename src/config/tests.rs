@@ -172,6 +172,17 @@ fn delivery_and_commit_settings_are_read_and_checked() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("deployments[0].batch.max_in_flight"), "{err}");
+    for threads in [0, 65] {
+        let err = load_toml(&format!(
+            "{GOOD}\n[deployments.batch]\nscoring_threads = {threads}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("deployments[0].batch.scoring_threads"),
+            "{err}"
+        );
+    }
     // API-created deployments take their batching from control: checked at load too.
     let err = Settings::load_with_env(
         None,

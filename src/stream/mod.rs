@@ -3,16 +3,18 @@
 //! ```text
 //!             consumer thread                      scorer thread           librdkafka
 //! input ──► consumer.rs ──► batcher.rs ══bounded══► scorer.rs ──► producer.rs ──► output/DLQ
-//! topic     poll, pause,    max records,  channel   parse, score,  send; delivery callback
-//!           rebalances      max wait                encode          carries (partition, offset)
-//!              ▲                                                         │
-//!              └── store + commit ◄── acker.rs (contiguous delivered) ◄──┘
+//! topic     poll, pause,    max records,  channel    │  ▲ in order  send; delivery callback
+//!           rebalances      max wait                 ▼  │          carries (partition, offset)
+//!              ▲                             encode_pool.rs: batches parsed,      │
+//!              │                             scored, encoded on N threads         │
+//!              └── store + commit ◄── acker.rs (contiguous delivered) ◄──────────┘
 //!                                     transactions.rs (exactly-once: offsets in the txn)
 //! ```
 //!
 //! Follow one record: [`consumer`] polls it and copies it into the [`batcher`]'s batch; the
-//! batch is registered with the [`acker`] and sent to the [`scorer`], which parses, scores
-//! and encodes it ([`record`]) and hands it to the [`producer`]. The delivery callback marks it
+//! batch is registered with the [`acker`] and sent to the [`scorer`], which has it parsed,
+//! scored and encoded ([`record`]) by its [`encode_pool`] (or by itself, with one scoring
+//! thread) and hands the results to the [`producer`] in consumption order. The delivery callback marks it
 //! delivered in the acker; the consumer stores each partition's contiguous delivered prefix and
 //! commits it. A failed delivery rewinds the worker to its first undelivered record with a new
 //! producer ([`acker::Fault`]). [`worker`] assembles one pipeline; `workers` of them share the
@@ -21,6 +23,7 @@
 pub mod acker;
 pub mod batcher;
 pub mod consumer;
+pub mod encode_pool;
 pub mod kafka;
 mod output;
 pub mod producer;

@@ -1,14 +1,15 @@
-//! The scorer stage: one thread per worker takes batches from the consumer, scores them with
-//! the serving model and hands each output or dead letter to the producer, in consumption
-//! order (so per-key order holds). Scoring runs on its own thread, never on an async one; the
-//! workers' scorers run in parallel.
+//! The scorer stage: one thread per worker takes batches from the consumer, has them scored
+//! with the serving model (by its [`EncodePool`], several batches at once, or by itself with
+//! one scoring thread) and hands each output or dead letter to the producer, in consumption
+//! order (so per-key order holds). Scoring runs on threads of its own, never on an async one.
 //!
 //! The scorer owns its worker's [`Sink`]: when the acknowledgement epoch moves (a rewind), it
 //! drops the old producer, purging what it still held, and builds a fresh one, so a fenced or
 //! broken producer never blocks the stream.
 
 use super::acker::{Acker, Fault};
-use super::batcher::Batch;
+use super::batcher::{Batch, Item};
+use super::encode_pool::{Done, EncodePool};
 use super::producer::Sink;
 use super::record::{Encoder, Samples, ScoreContext, ServingModel};
 use super::transactions::{Cadence, GroupView, Transaction};
@@ -16,7 +17,8 @@ use super::{Stats, StreamError};
 use crate::metrics::DeploymentMetrics;
 use crate::model::{Label, ModelHandle};
 use crate::opinion::{Opinion, Sample};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use rdkafka::message::OwnedHeaders;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +68,9 @@ pub struct Scorer {
     /// Cancelled once the first producer exists (for exactly-once: its transactions are
     /// initialised, so this instance's earlier transactions are complete).
     pub producer_ready: CancellationToken,
+    /// Threads that encode batches (`batch.scoring_threads`): with 1 this thread encodes and
+    /// sends; with more, an [`EncodePool`] encodes and this thread sends, in order.
+    pub scoring_threads: usize,
 }
 
 impl Scorer {
@@ -81,6 +86,13 @@ impl Scorer {
             .as_ref()
             .map(|t| Transaction::new(t.cadence));
         let mut encoder = Encoder::default();
+        let mut pool = match self.scoring_threads {
+            0 | 1 => None,
+            n => Some(
+                EncodePool::start(n, self.ctx.clone(), &self.label)
+                    .map_err(|e| StreamError::Scoring(e.to_string()))?,
+            ),
+        };
         loop {
             if stop() {
                 sink.purge();
@@ -96,15 +108,21 @@ impl Scorer {
                 sink = self.sink(epoch)?;
             }
             sink.resend_refused(&stop);
-            match self.batches.recv_timeout(IDLE_TICK) {
-                Ok(batch) => {
-                    if batch.epoch == sink.epoch() && self.acker.fault().is_none() {
-                        self.score(&batch, &sink, &mut encoder, txn.as_mut());
+            let more = match pool.as_mut() {
+                None => match self.batches.recv_timeout(IDLE_TICK) {
+                    Ok(batch) => {
+                        if self.current(&batch, &sink) {
+                            self.score(&batch, &sink, &mut encoder, txn.as_mut());
+                        }
+                        true
                     }
-                }
-                Err(RecvTimeoutError::Timeout) if self.finished.is_cancelled() => break,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => !self.finished.is_cancelled(),
+                    Err(RecvTimeoutError::Disconnected) => false,
+                },
+                Some(pool) => self.pool_step(pool, &sink, txn.as_mut())?,
+            };
+            if !more {
+                break;
             }
             self.commit_if_due(&sink, txn.as_mut(), false);
         }
@@ -145,12 +163,9 @@ impl Scorer {
                 return self.acker.raise(sink.epoch(), fault);
             }
         }
-        let stop = || self.abort.is_cancelled();
         let started = Instant::now();
         let serving = self.model.current();
-        let mut tally = Tally::default();
-        let mut opinion = self.opinion.tally();
-        let now = super::now_ms();
+        let mut emit = Emit::new(self);
         encoder.begin_batch(&serving, &self.ctx);
         encoder.samples = Samples {
             wanted: true,
@@ -166,37 +181,99 @@ impl Scorer {
                 key.map_or(0, <[u8]>::len),
                 batch.payload(item),
             );
-            tally.count(out.label, out.dead_letter);
-            if let Some(label) = out.label {
-                // Event time: the record's timestamp, never ahead of the wall clock.
-                let at = item.timestamp_ms.unwrap_or(now).min(now);
-                let p = f64::from(out.positive_probability);
-                let positive = label == Label::Positive;
-                opinion.count(item.partition, item.offset, at, out.subjects, positive, p);
-            }
-            let source = (item.partition, item.offset);
-            sink.send(
-                out.dead_letter.is_some(),
-                key,
-                out.value,
-                out.headers,
-                source,
-                &stop,
-            );
-            if let Some(t) = txn.as_deref_mut() {
-                t.produced(item.partition, item.offset);
+            let rec = Rec {
+                value: out.value,
+                headers: out.headers,
+                dead_letter: out.dead_letter,
+                label: out.label,
+                positive_probability: out.positive_probability,
+                subjects: out.subjects,
+            };
+            emit.record(self, sink, txn.as_deref_mut(), item, key, rec);
+        }
+        let samples = std::mem::take(&mut encoder.samples);
+        emit.finish(self, samples, &serving, batch.len(), started.elapsed());
+    }
+
+    /// Whether `batch` is to be sent: read in the producer's epoch, with no fault raised since.
+    fn current(&self, batch: &Batch, sink: &Sink) -> bool {
+        batch.epoch == sink.epoch() && self.acker.fault().is_none()
+    }
+
+    /// One turn with an encoding pool: hand it the batches that are ready (waiting up to
+    /// [`IDLE_TICK`] for one when it owes nothing), then send its oldest result. `Ok(false)`
+    /// once the consumer has finished and everything submitted was sent.
+    fn pool_step(
+        &self,
+        pool: &mut EncodePool,
+        sink: &Sink,
+        txn: Option<&mut Transaction>,
+    ) -> Result<bool, StreamError> {
+        let mut ended = false;
+        while pool.has_room() {
+            let got = if pool.is_busy() {
+                self.batches.try_recv().map_err(|e| match e {
+                    TryRecvError::Empty => RecvTimeoutError::Timeout,
+                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                })
+            } else {
+                self.batches.recv_timeout(IDLE_TICK)
+            };
+            match got {
+                Ok(batch) if self.current(&batch, sink) => pool
+                    .submit(batch, self.model.current())
+                    .map_err(|e| StreamError::Scoring(e.to_string()))?,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    ended = self.finished.is_cancelled();
+                    break;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    ended = true;
+                    break;
+                }
             }
         }
-        let samples = std::mem::take(&mut encoder.samples.taken)
-            .map(|t| t.map(|(id, text, p)| Sample::new(id.as_deref(), &text, f64::from(p), now)));
-        self.opinion
-            .record_batch(&opinion, samples, &serving.version, now);
-        let metrics = self.stats.metrics();
-        tally.record(metrics);
-        metrics.batch_records.observe(batch.len() as f64);
-        metrics
-            .scoring_seconds
-            .observe(started.elapsed().as_secs_f64());
+        match pool.oldest() {
+            Some(done) => {
+                let done = done.map_err(|e| StreamError::Scoring(e.to_string()))?;
+                if self.current(&done.batch, sink) {
+                    self.send_encoded(done, sink, txn);
+                }
+                Ok(true)
+            }
+            None => Ok(!ended),
+        }
+    }
+
+    /// Sends a batch the pool encoded, as [`score`](Self::score) sends what it encodes.
+    fn send_encoded(&self, done: Done, sink: &Sink, mut txn: Option<&mut Transaction>) {
+        if let Some(t) = txn.as_deref_mut() {
+            if let Err(fault) = t.ensure_open(sink) {
+                return self.acker.raise(sink.epoch(), fault);
+            }
+        }
+        let started = Instant::now();
+        let Done {
+            batch,
+            serving,
+            encoded,
+        } = done;
+        let mut emit = Emit::new(self);
+        let values = &encoded.values;
+        for (item, r) in batch.items().iter().zip(encoded.records) {
+            let rec = Rec {
+                value: r.value.map(|v| &values[v]),
+                headers: r.headers,
+                dead_letter: r.dead_letter,
+                label: r.label,
+                positive_probability: r.positive_probability,
+                subjects: r.subjects,
+            };
+            emit.record(self, sink, txn.as_deref_mut(), item, batch.key(item), rec);
+        }
+        let took = encoded.took + started.elapsed();
+        emit.finish(self, encoded.samples, &serving, batch.len(), took);
     }
 
     /// Commits the open transaction when due (or, with `finishing`, whatever it holds).
@@ -211,6 +288,84 @@ impl Scorer {
         if let Err(fault) = result {
             self.acker.raise(sink.epoch(), fault);
         }
+    }
+}
+
+/// One encoded record on its way to the producer.
+struct Rec<'a> {
+    value: Option<&'a [u8]>,
+    headers: OwnedHeaders,
+    dead_letter: Option<&'static str>,
+    label: Option<Label>,
+    positive_probability: f32,
+    subjects: u32,
+}
+
+/// What sending a batch counts: labels, dead letters and opinion windows.
+struct Emit {
+    tally: Tally,
+    opinion: crate::opinion::Tally,
+    now: i64,
+}
+
+impl Emit {
+    fn new(scorer: &Scorer) -> Emit {
+        Emit {
+            tally: Tally::default(),
+            opinion: scorer.opinion.tally(),
+            now: super::now_ms(),
+        }
+    }
+
+    /// Counts one record and hands it to the producer (and the open transaction).
+    fn record(
+        &mut self,
+        scorer: &Scorer,
+        sink: &Sink,
+        txn: Option<&mut Transaction>,
+        item: &Item,
+        key: Option<&[u8]>,
+        rec: Rec<'_>,
+    ) {
+        self.tally.count(rec.label, rec.dead_letter);
+        if let Some(label) = rec.label {
+            // Event time: the record's timestamp, never ahead of the wall clock.
+            let at = item.timestamp_ms.unwrap_or(self.now).min(self.now);
+            let p = f64::from(rec.positive_probability);
+            let positive = label == Label::Positive;
+            let (partition, offset) = (item.partition, item.offset);
+            self.opinion
+                .count(partition, offset, at, rec.subjects, positive, p);
+        }
+        let stop = || scorer.abort.is_cancelled();
+        let source = (item.partition, item.offset);
+        let dead_letter = rec.dead_letter.is_some();
+        sink.send(dead_letter, key, rec.value, rec.headers, source, &stop);
+        if let Some(t) = txn {
+            t.produced(item.partition, item.offset);
+        }
+    }
+
+    /// Adds the batch to the opinion windows and the metrics.
+    fn finish(
+        self,
+        scorer: &Scorer,
+        samples: Samples,
+        serving: &ServingModel,
+        records: usize,
+        took: Duration,
+    ) {
+        let now = self.now;
+        let samples = samples
+            .taken
+            .map(|t| t.map(|(id, text, p)| Sample::new(id.as_deref(), &text, f64::from(p), now)));
+        scorer
+            .opinion
+            .record_batch(&self.opinion, samples, &serving.version, now);
+        let metrics = scorer.stats.metrics();
+        self.tally.record(metrics);
+        metrics.batch_records.observe(records as f64);
+        metrics.scoring_seconds.observe(took.as_secs_f64());
     }
 }
 

@@ -1,5 +1,6 @@
-//! One worker of a deployment: a consumer thread and a scorer thread joined by a bounded
-//! channel, sharing an [`Acker`]. The deployment runs `workers` of them in one consumer group.
+//! One worker of a deployment: a consumer thread and a scorer thread (with its encoding
+//! threads) joined by a bounded channel, sharing an [`Acker`]. The deployment runs `workers`
+//! of them in one consumer group.
 
 use super::acker::Acker;
 use super::consumer::{self, IntakeSettings, KafkaConsumer};
@@ -113,6 +114,7 @@ impl Worker {
             finished: finished.clone(),
             producer_ready: producer_ready.clone(),
             opinion: self.opinion.clone(),
+            scoring_threads: cfg.batch.scoring_threads,
         };
         let scorer = std::thread::Builder::new()
             .name(format!("ss-score-{}", self.index))

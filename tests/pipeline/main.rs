@@ -145,7 +145,13 @@ fn every_good_record_scored_once_and_poison_dead_lettered() {
     let inputs = input_offsets(&broker, N + poison.len());
     assert_eq!(inputs.len(), N + poison.len());
 
-    let mut daemon = Daemon::start(&args(&broker, "a", dir.path()));
+    // Three encoding threads a worker: batches are encoded out of order and must still be
+    // produced in consumption order (checked below), dead letters included.
+    let pooled = DaemonArgs {
+        extra: &["--scoring-threads", "3"],
+        ..args(&broker, "a", dir.path())
+    };
+    let mut daemon = Daemon::start(&pooled);
     wait_for_outputs(&broker, N, &daemon);
     let out = broker.read_all(
         "out",
@@ -255,7 +261,15 @@ fn kill_9_mid_stream_then_restart_loses_nothing() {
     // The documented bound on what a crash replays: per worker, the records delivered since
     // the last commit (at most `commit.max_records`) plus those in flight.
     let bounded = DaemonArgs {
-        extra: &["--commit-max-records", "500", "--max-in-flight", "1000"],
+        extra: &[
+            "--commit-max-records",
+            "500",
+            "--max-in-flight",
+            "1000",
+            // The scoring thread encodes too (the other tests run the default pool).
+            "--scoring-threads",
+            "1",
+        ],
         ..args(&broker, "a", dir.path())
     };
     let bound = 2 * (500 + 1000);
