@@ -12,39 +12,20 @@
 //! clients, each costing CPU a record (README, "Workers"), while the pool adds only threads.
 
 use super::batcher::Batch;
-use super::record::{Encoder, Samples, ScoreContext, ServingModel};
-use crate::model::Label;
+use super::record::{Encoder, Outcome, Samples, ScoreContext, ServingModel};
 use crossbeam_channel::{bounded, Receiver, Sender};
-use rdkafka::message::OwnedHeaders;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// One record of an [`Encoded`] batch: what the scorer sends and counts.
-#[derive(Debug)]
-pub struct EncodedRecord {
-    /// Where its value lies in [`Encoded::values`] (`None` keeps a tombstone a tombstone).
-    pub value: Option<Range<usize>>,
-    /// Its headers.
-    pub headers: OwnedHeaders,
-    /// Dead-letter reason, when it is a dead letter.
-    pub dead_letter: Option<&'static str>,
-    /// The predicted label, when scored.
-    pub label: Option<Label>,
-    /// P(positive), when scored.
-    pub positive_probability: f32,
-    /// Subjects matched (bit mask).
-    pub subjects: u32,
-}
 
 /// A batch's outputs and dead letters, one per record, in the batch's order.
 #[derive(Debug, Default)]
 pub struct Encoded {
     /// Every record's value, one after another.
     pub values: Vec<u8>,
-    /// The records.
-    pub records: Vec<EncodedRecord>,
+    /// The records, their values as ranges of [`values`](Self::values).
+    pub records: Vec<Outcome<Range<usize>>>,
     /// Recent examples captured from the batch.
     pub samples: Samples,
     /// Time spent encoding the batch.
@@ -53,7 +34,7 @@ pub struct Encoded {
 
 impl Encoded {
     /// A record's value.
-    pub fn value(&self, r: &EncodedRecord) -> Option<&[u8]> {
+    pub fn value(&self, r: &Outcome<Range<usize>>) -> Option<&[u8]> {
         r.value.clone().map(|v| &self.values[v])
     }
 }
@@ -86,19 +67,12 @@ pub fn encode_batch(
             key_len,
             batch.payload(item),
         );
-        let value = o.value.map(|v| {
-            let start = out.values.len();
-            out.values.extend_from_slice(v);
-            start..out.values.len()
-        });
-        out.records.push(EncodedRecord {
-            value,
-            headers: o.headers,
-            dead_letter: o.dead_letter,
-            label: o.label,
-            positive_probability: o.positive_probability,
-            subjects: o.subjects,
-        });
+        let values = &mut out.values;
+        out.records.push(o.map_value(|v| {
+            let start = values.len();
+            values.extend_from_slice(v);
+            start..values.len()
+        }));
     }
     out.samples = std::mem::take(&mut encoder.samples);
     out.took = started.elapsed();

@@ -62,11 +62,12 @@ pub mod headers {
 /// Room kept for headers and framing when cutting a dead letter to `max_message_bytes`.
 const DEAD_LETTER_HEADROOM: usize = 4096;
 
-/// What one consumed record becomes: a labeled output or a dead letter.
+/// What one consumed record becomes: a labeled output or a dead letter. `V` is its value:
+/// bytes borrowed from the [`Encoder`], or where they lie in a batch's buffer.
 #[derive(Debug)]
-pub struct Outcome<'a> {
+pub struct Outcome<V> {
     /// Value to produce (`None` keeps a tombstone a tombstone).
-    pub value: Option<&'a [u8]>,
+    pub value: Option<V>,
     /// Headers.
     pub headers: OwnedHeaders,
     /// Dead-letter reason, when this is a dead letter (it goes to the dead-letter topic;
@@ -78,6 +79,20 @@ pub struct Outcome<'a> {
     pub positive_probability: f32,
     /// The subjects the text matched (bit mask over the deployment's subjects).
     pub subjects: u32,
+}
+
+impl<V> Outcome<V> {
+    /// The same outcome with its value mapped by `f`.
+    pub fn map_value<W>(self, f: impl FnOnce(V) -> W) -> Outcome<W> {
+        Outcome {
+            value: self.value.map(f),
+            headers: self.headers,
+            dead_letter: self.dead_letter,
+            label: self.label,
+            positive_probability: self.positive_probability,
+            subjects: self.subjects,
+        }
+    }
 }
 
 /// Recent examples captured while encoding a batch (the first scored record per label).
@@ -125,7 +140,7 @@ impl Encoder {
         offset: i64,
         key_len: usize,
         payload: Option<&'a [u8]>,
-    ) -> Outcome<'a> {
+    ) -> Outcome<&'a [u8]> {
         if !self.template.is_begun() {
             // A caller that skipped `begin_batch` still gets well-formed outputs.
             self.begin_batch(serving, ctx);

@@ -11,14 +11,13 @@ use super::acker::{Acker, Fault};
 use super::batcher::{Batch, Item};
 use super::encode_pool::{Done, EncodePool};
 use super::producer::Sink;
-use super::record::{Encoder, Samples, ScoreContext, ServingModel};
+use super::record::{Encoder, Outcome, Samples, ScoreContext, ServingModel};
 use super::transactions::{Cadence, GroupView, Transaction};
 use super::{Stats, StreamError};
 use crate::metrics::DeploymentMetrics;
 use crate::model::{Label, ModelHandle};
 use crate::opinion::{Opinion, Sample};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use rdkafka::message::OwnedHeaders;
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -181,15 +180,7 @@ impl Scorer {
                 key.map_or(0, <[u8]>::len),
                 batch.payload(item),
             );
-            let rec = Rec {
-                value: out.value,
-                headers: out.headers,
-                dead_letter: out.dead_letter,
-                label: out.label,
-                positive_probability: out.positive_probability,
-                subjects: out.subjects,
-            };
-            emit.record(self, sink, txn.as_deref_mut(), item, key, rec);
+            emit.record(self, sink, txn.as_deref_mut(), item, key, out);
         }
         let samples = std::mem::take(&mut encoder.samples);
         emit.finish(self, samples, &serving, batch.len(), started.elapsed());
@@ -262,14 +253,7 @@ impl Scorer {
         let mut emit = Emit::new(self);
         let values = &encoded.values;
         for (item, r) in batch.items().iter().zip(encoded.records) {
-            let rec = Rec {
-                value: r.value.map(|v| &values[v]),
-                headers: r.headers,
-                dead_letter: r.dead_letter,
-                label: r.label,
-                positive_probability: r.positive_probability,
-                subjects: r.subjects,
-            };
+            let rec = r.map_value(|v| &values[v]);
             emit.record(self, sink, txn.as_deref_mut(), item, batch.key(item), rec);
         }
         let took = encoded.took + started.elapsed();
@@ -289,16 +273,6 @@ impl Scorer {
             self.acker.raise(sink.epoch(), fault);
         }
     }
-}
-
-/// One encoded record on its way to the producer.
-struct Rec<'a> {
-    value: Option<&'a [u8]>,
-    headers: OwnedHeaders,
-    dead_letter: Option<&'static str>,
-    label: Option<Label>,
-    positive_probability: f32,
-    subjects: u32,
 }
 
 /// What sending a batch counts: labels, dead letters and opinion windows.
@@ -325,7 +299,7 @@ impl Emit {
         txn: Option<&mut Transaction>,
         item: &Item,
         key: Option<&[u8]>,
-        rec: Rec<'_>,
+        rec: Outcome<&[u8]>,
     ) {
         self.tally.count(rec.label, rec.dead_letter);
         if let Some(label) = rec.label {
