@@ -24,6 +24,9 @@ const PRODUCER_READY_WAIT: Duration = Duration::from_secs(30);
 /// Longest a stopping worker waits for its consumer to leave the group.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest a stopping worker serves its unsubscribe's rebalance before closing.
+const LEAVE_WAIT: Duration = Duration::from_secs(3);
+
 /// Batches that may wait for the scorer besides the one it scores: one prefetched batch, as
 /// in text-embeddings-inference's batching queue, plus one so the consumer rarely waits.
 const SCORER_QUEUE: usize = 2;
@@ -149,11 +152,35 @@ impl Worker {
     }
 }
 
+/// Unsubscribes and serves the resulting rebalance (and any assignment still on its way)
+/// until the consumer holds no partition, for at most [`LEAVE_WAIT`]. librdkafka 2.5 and
+/// later can abort the process in `rd_kafka_cgrp_terminated` ("assert:
+/// !rd_kafka_assignment_in_progress") when a consumer is closed while an assignment is in
+/// progress (librdkafka issue #4792, open; seen once here when two workers stopped together:
+/// the first one's leave started an assignment to the second as it closed). Messages polled
+/// meanwhile are dropped unstored: they are read again by the partitions' next owner.
+fn leave(consumer: &KafkaConsumer, label: &str) {
+    consumer.unsubscribe();
+    let deadline = std::time::Instant::now() + LEAVE_WAIT;
+    loop {
+        let _ = consumer.poll(Duration::from_millis(100));
+        let held = consumer.assignment().map_or(0, |a| a.count());
+        if held == 0 {
+            return;
+        }
+        if std::time::Instant::now() >= deadline {
+            warn!(worker = %label, partitions = held, "stopping: the group has not taken this worker's partitions back yet; closing anyway");
+            return;
+        }
+    }
+}
+
 /// Closes the consumer (it leaves the group), waiting at most [`CLOSE_WAIT`]. librdkafka's
 /// close waits for the broker to answer the leave and any commit still in flight, with no
 /// deadline of its own (a CI run saw one never answered); past the wait the close goes on
 /// on a detached thread, so a stop never hangs on the broker. Offsets were committed before.
 fn close(consumer: Arc<KafkaConsumer>, label: &str) {
+    leave(&consumer, label);
     let (closed_tx, closed_rx) = std::sync::mpsc::sync_channel(1);
     // If the thread cannot start, the closure (and the consumer) drops here: a blocking close.
     let _ = std::thread::Builder::new()
