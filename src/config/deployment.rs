@@ -353,7 +353,7 @@ impl BatchConfig {
         if !(1..=MAX_SCORING_THREADS).contains(&self.scoring_threads) {
             return Err(InvalidSetting::new(
                 "batch.scoring_threads",
-                "must be between 1 and 64",
+                format!("must be between 1 and {MAX_SCORING_THREADS}"),
             ));
         }
         Ok(())

@@ -47,11 +47,7 @@ pub fn encode_batch(
     batch: &Batch,
 ) -> Encoded {
     let started = Instant::now();
-    encoder.begin_batch(serving, ctx);
-    encoder.samples = Samples {
-        wanted: true,
-        taken: Default::default(),
-    };
+    encoder.begin_sampled_batch(serving, ctx);
     let mut out = Encoded {
         values: Vec::with_capacity(batch.len() * 320),
         records: Vec::with_capacity(batch.len()),

@@ -130,6 +130,16 @@ impl Encoder {
         self.template.begin(serving, ctx, &self.scored_at);
     }
 
+    /// [`begin_batch`](Self::begin_batch) for a scorer: also captures the batch's recent
+    /// examples into [`samples`](Self::samples), cleared first.
+    pub fn begin_sampled_batch(&mut self, serving: &ServingModel, ctx: &ScoreContext) {
+        self.begin_batch(serving, ctx);
+        self.samples = Samples {
+            wanted: true,
+            taken: Default::default(),
+        };
+    }
+
     /// Scores one record: its output, or its dead letter (original bytes, cut to fit the
     /// producer's limit when needed). Never panics on record content.
     pub fn encode<'a>(

@@ -17,7 +17,7 @@ use super::{Stats, StreamError};
 use crate::metrics::DeploymentMetrics;
 use crate::model::{Label, ModelHandle};
 use crate::opinion::{Opinion, Sample};
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rdkafka::ClientConfig;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,19 +157,13 @@ impl Scorer {
         encoder: &mut Encoder,
         mut txn: Option<&mut Transaction>,
     ) {
-        if let Some(t) = txn.as_deref_mut() {
-            if let Err(fault) = t.ensure_open(sink) {
-                return self.acker.raise(sink.epoch(), fault);
-            }
+        if !self.open(sink, txn.as_deref_mut()) {
+            return;
         }
         let started = Instant::now();
         let serving = self.model.current();
         let mut emit = Emit::new(self);
-        encoder.begin_batch(&serving, &self.ctx);
-        encoder.samples = Samples {
-            wanted: true,
-            taken: Default::default(),
-        };
+        encoder.begin_sampled_batch(&serving, &self.ctx);
         for item in batch.items() {
             let key = batch.key(item);
             let out = encoder.encode(
@@ -184,6 +178,18 @@ impl Scorer {
         }
         let samples = std::mem::take(&mut encoder.samples);
         emit.finish(self, samples, &serving, batch.len(), started.elapsed());
+    }
+
+    /// Opens the transaction a batch goes into (exactly-once); `false` (a fault raised) when
+    /// it cannot be opened and the batch must not be sent.
+    fn open(&self, sink: &Sink, txn: Option<&mut Transaction>) -> bool {
+        match txn.map(|t| t.ensure_open(sink)) {
+            Some(Err(fault)) => {
+                self.acker.raise(sink.epoch(), fault);
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Whether `batch` is to be sent: read in the producer's epoch, with no fault raised since.
@@ -202,15 +208,13 @@ impl Scorer {
     ) -> Result<bool, StreamError> {
         let mut ended = false;
         while pool.has_room() {
-            let got = if pool.is_busy() {
-                self.batches.try_recv().map_err(|e| match e {
-                    TryRecvError::Empty => RecvTimeoutError::Timeout,
-                    TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-                })
+            // Owing results, take only what is ready: the oldest is sent below.
+            let wait = if pool.is_busy() {
+                Duration::ZERO
             } else {
-                self.batches.recv_timeout(IDLE_TICK)
+                IDLE_TICK
             };
-            match got {
+            match self.batches.recv_timeout(wait) {
                 Ok(batch) if self.current(&batch, sink) => pool
                     .submit(batch, self.model.current())
                     .map_err(|e| StreamError::Scoring(e.to_string()))?,
@@ -239,10 +243,8 @@ impl Scorer {
 
     /// Sends a batch the pool encoded, as [`score`](Self::score) sends what it encodes.
     fn send_encoded(&self, done: Done, sink: &Sink, mut txn: Option<&mut Transaction>) {
-        if let Some(t) = txn.as_deref_mut() {
-            if let Err(fault) = t.ensure_open(sink) {
-                return self.acker.raise(sink.epoch(), fault);
-            }
+        if !self.open(sink, txn.as_deref_mut()) {
+            return;
         }
         let started = Instant::now();
         let Done {
